@@ -1,0 +1,190 @@
+"""Windowed self-attention with the convolutional GLU: the Swin+conv stages.
+
+These follow the official `WMSA`, `ConvolutionalGLU`,
+`ResScaleConvolutionGateBlock` and `SwinBlockWithConvMulti`. All tensors are
+NHWC; feature maps must be a whole number of windows (the model pads its input
+so that they are, see `DCAEConfig.pad_multiple`).
+"""
+import numpy as np
+import tensorflow as tf
+
+from dcae_tf.layers import base
+
+
+def _relative_position_index(window):
+  """Index into the flattened (2w-1, 2w-1) bias table for each (p, q) pair."""
+  coords = np.array([[i, j] for i in range(window) for j in range(window)])
+  rel = coords[:, None, :] - coords[None, :, :] + window - 1
+  return rel[..., 0] * (2 * window - 1) + rel[..., 1]
+
+
+def _shift_masks(window):
+  """Pixel-pair masks of the last window row / column after the cyclic shift.
+
+  In the last window row (column), pixels that came from the top (left) of
+  the image by the roll must not attend to those that did not: the official
+  `generate_mask` with `s = window - window // 2`.
+  """
+  s = window - window // 2
+  first = np.arange(window) < s
+  cross = first[:, None] != first[None, :]  # (window, window)
+  p = np.arange(window * window)
+  rows = cross[p[:, None] // window, p[None, :] // window]
+  cols = cross[p[:, None] % window, p[None, :] % window]
+  return rows, cols
+
+
+class WindowAttention(base.TorchNamed, tf.keras.layers.Layer):
+  """(Shifted) window multi-head self-attention with relative position bias.
+
+  Official `WMSA`: one linear layer makes q, k, v laid out as
+  (3 * heads, head_dim) along channels; shifted windows roll the map by
+  -window // 2 and mask pairs that wrapped around.
+  """
+
+  def __init__(self, dim, head_dim, window, shifted, **kwargs):
+    super().__init__(**kwargs)
+    if dim % head_dim:
+      raise ValueError(f"dim {dim} not divisible by head_dim {head_dim}")
+    self.dim = dim
+    self.head_dim = head_dim
+    self.heads = dim // head_dim
+    self.window = window
+    self.shifted = shifted
+    self.qkv = base.dense(3 * dim, name="embedding_layer")
+    self.proj = base.dense(dim, name="linear")
+    self._rel_index = tf.constant(_relative_position_index(window), tf.int32)
+    rows, cols = _shift_masks(window)
+    self._mask_rows = tf.constant(rows)
+    self._mask_cols = tf.constant(cols)
+
+  def build(self, input_shape):
+    n = 2 * self.window - 1
+    self.relative_position_params = self.add_weight(
+        "relative_position_params", (self.heads, n, n),
+        initializer=tf.keras.initializers.TruncatedNormal(stddev=.02))
+    super().build(input_shape)
+
+  def _bias(self):
+    table = tf.reshape(self.relative_position_params, (self.heads, -1))
+    return tf.gather(table, self._rel_index, axis=1)  # (heads, P, P)
+
+  def call(self, x):
+    w = self.window
+    shift = w // 2
+    if self.shifted:
+      x = tf.roll(x, shift=(-shift, -shift), axis=(1, 2))
+    shape = tf.shape(x)
+    b, h, wd = shape[0], shape[1], shape[2]
+    nh, nw = h // w, wd // w
+    # (B, nh, w, nw, w, C) -> (B, nh * nw, w * w, C)
+    x = tf.reshape(x, (b, nh, w, nw, w, self.dim))
+    x = tf.transpose(x, (0, 1, 3, 2, 4, 5))
+    x = tf.reshape(x, (b, nh * nw, w * w, self.dim))
+    qkv = self.qkv(x)
+    qkv = tf.reshape(qkv, (b, nh * nw, w * w, 3, self.heads, self.head_dim))
+    qkv = tf.transpose(qkv, (3, 0, 4, 1, 2, 5))  # (3, B, heads, nW, P, c)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    sim = tf.einsum("bhwpc,bhwqc->bhwpq", q, k) * (self.head_dim ** -.5)
+    sim += self._bias()[None, :, None]
+    if self.shifted:
+      last_row = tf.equal(tf.range(nh), nh - 1)[:, None, None, None]
+      last_col = tf.equal(tf.range(nw), nw - 1)[None, :, None, None]
+      mask = tf.logical_or(tf.logical_and(last_row, self._mask_rows),
+                           tf.logical_and(last_col, self._mask_cols))
+      mask = tf.reshape(mask, (1, 1, nh * nw, w * w, w * w))
+      sim = tf.where(mask, tf.constant(-np.inf, sim.dtype), sim)
+    probs = tf.nn.softmax(sim, axis=-1)
+    out = tf.einsum("bhwpq,bhwqc->bwphc", probs, v)
+    out = tf.reshape(out, (b, nh * nw, w * w, self.dim))
+    out = self.proj(out)
+    out = tf.reshape(out, (b, nh, nw, w, w, self.dim))
+    out = tf.transpose(out, (0, 1, 3, 2, 4, 5))
+    out = tf.reshape(out, (b, h, wd, self.dim))
+    if self.shifted:
+      out = tf.roll(out, shift=(shift, shift), axis=(1, 2))
+    return out
+
+  def _torch_params(self):
+    return [("relative_position_params", self.relative_position_params,
+             "same")]
+
+  def _torch_children(self):
+    return [("embedding_layer", self.qkv), ("linear", self.proj)]
+
+
+class ConvGLU(base.TorchNamed, tf.keras.layers.Layer):
+  """Convolutional GLU (official `ConvolutionalGLU`).
+
+  fc1 makes 2 x (hidden / 2) channels split into (x, v) in that order; x goes
+  through a depthwise 3x3 and GELU and gates v; fc2 projects back.
+  """
+
+  def __init__(self, dim, hidden, out_dim=None, **kwargs):
+    super().__init__(**kwargs)
+    half = hidden // 2
+    self.fc1 = base.dense(2 * half, name="fc1")
+    self.dwconv = base.DepthwiseConv2D(3, name="dwconv")
+    self.fc2 = base.dense(out_dim or dim, name="fc2")
+
+  def call(self, x):
+    x, v = tf.split(self.fc1(x), 2, axis=-1)
+    x = base.gelu(self.dwconv(x)) * v
+    return self.fc2(x)
+
+  def _torch_children(self):
+    # The depthwise conv sits inside a `DWConv` wrapper: `dwconv.dwconv.*`.
+    return [("fc1", self.fc1), ("dwconv.dwconv", self.dwconv),
+            ("fc2", self.fc2)]
+
+
+class SwinBlock(base.TorchNamed, tf.keras.layers.Layer):
+  """Official `ResScaleConvolutionGateBlock`: attention + ConvGLU with
+  learned residual scales instead of plain identity shortcuts."""
+
+  def __init__(self, dim, head_dim, window, shifted, mlp_ratio, epsilon,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.ln1 = base.layer_norm(epsilon, name="ln1")
+    self.msa = WindowAttention(dim, head_dim, window, shifted, name="msa")
+    self.ln2 = base.layer_norm(epsilon, name="ln2")
+    self.mlp = ConvGLU(dim, mlp_ratio * dim, name="mlp")
+    self.res_scale_1 = base.Scale(name="res_scale_1")
+    self.res_scale_2 = base.Scale(name="res_scale_2")
+
+  def call(self, x):
+    x = self.res_scale_1(x) + self.msa(self.ln1(x))
+    return self.res_scale_2(x) + self.mlp(self.ln2(x))
+
+  def _torch_children(self):
+    return [(n, getattr(self, n)) for n in
+            ("ln1", "msa", "ln2", "mlp", "res_scale_1", "res_scale_2")]
+
+
+class SwinStage(base.TorchNamed, tf.keras.layers.Layer):
+  """Official `SwinBlockWithConvMulti`: alternating W / SW blocks, a 3x3
+  conv, and a shortcut around the whole stage.
+
+  The official code pads feature maps no larger than one window without
+  cropping back, which only happens at sizes where it then crashes; the model
+  here pads its input instead, so this never arises.
+  """
+
+  def __init__(self, dim, head_dim, window, depth, mlp_ratio, epsilon,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.blocks = [
+        SwinBlock(dim, head_dim, window, shifted=bool(i % 2),
+                  mlp_ratio=mlp_ratio, epsilon=epsilon, name=f"layers_{i}")
+        for i in range(depth)]
+    self.conv = base.Conv2D(dim, 3, name="conv")
+
+  def call(self, x):
+    y = x
+    for block in self.blocks:
+      y = block(y)
+    return self.conv(y) + x
+
+  def _torch_children(self):
+    return ([(f"layers.{i}", b) for i, b in enumerate(self.blocks)] +
+            [("conv", self.conv)])

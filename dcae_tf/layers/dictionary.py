@@ -1,0 +1,150 @@
+"""Dictionary cross-attention (official `MutiScaleDictionaryCrossAttentionGLU`).
+
+The entropy model's distinctive part: each slice's context queries a learned
+dictionary shared by all slices, so typical structures of natural images
+learned in training can inform the distribution of the current slice.
+"""
+import tensorflow as tf
+
+from dcae_tf.layers import attention
+from dcae_tf.layers import base
+
+
+class SpatialAttention(base.TorchNamed, tf.keras.layers.Layer):
+  """Gate from channel mean and max -> 7x7 conv (no bias) -> sigmoid."""
+
+  def __init__(self, kernel_size, **kwargs):
+    super().__init__(**kwargs)
+    self.conv1 = base.Conv2D(1, kernel_size, use_bias=False, name="conv1")
+
+  def call(self, x):
+    pooled = tf.concat([tf.reduce_mean(x, -1, keepdims=True),
+                        tf.reduce_max(x, -1, keepdims=True)], axis=-1)
+    return tf.sigmoid(self.conv1(pooled))
+
+  def _torch_children(self):
+    return [("conv1", self.conv1)]
+
+
+class ConvWithDW(base.TorchNamed, tf.keras.layers.Layer):
+  """1x1 -> GELU -> depthwise 3x3 -> GELU -> 1x1."""
+
+  def __init__(self, dim, **kwargs):
+    super().__init__(**kwargs)
+    self.in_trans = base.Conv2D(dim, 1, name="in_trans")
+    self.dw_conv = base.DepthwiseConv2D(3, name="dw_conv")
+    self.out_trans = base.Conv2D(dim, 1, name="out_trans")
+
+  def call(self, x):
+    x = base.gelu(self.in_trans(x))
+    x = base.gelu(self.dw_conv(x))
+    return self.out_trans(x)
+
+  def _torch_children(self):
+    return [("in_trans", self.in_trans), ("dw_conv", self.dw_conv),
+            ("out_trans", self.out_trans)]
+
+
+class DenseBlock(base.TorchNamed, tf.keras.layers.Layer):
+  """Chained GELU -> ConvWithDW layers; input and every output are
+  concatenated and projected back by a 1x1 conv (multi-scale receptive
+  fields at the cost of a few depthwise convs)."""
+
+  def __init__(self, dim, num_layers, **kwargs):
+    super().__init__(**kwargs)
+    # Official: `nn.Sequential(nn.GELU(), ConvWithDW)`, so the conv is `.1`.
+    self.convs = [ConvWithDW(dim, name=f"conv_layers_{i}")
+                  for i in range(num_layers)]
+    self.proj = base.Conv2D(dim, 1, name="proj")
+
+  def call(self, x):
+    outputs = [x]
+    for conv in self.convs:
+      outputs.append(conv(base.gelu(outputs[-1])))
+    return self.proj(tf.concat(outputs, axis=-1))
+
+  def _torch_children(self):
+    return ([(f"conv_layers.{i}.1", c) for i, c in enumerate(self.convs)] +
+            [("proj", self.proj)])
+
+
+class MultiScaleAggregation(base.TorchNamed, tf.keras.layers.Layer):
+  """1x1 conv, dense block, spatial attention gate."""
+
+  def __init__(self, dim, dense_layers, kernel_size, **kwargs):
+    super().__init__(**kwargs)
+    self.s = base.Conv2D(dim, 1, name="s")
+    self.dense = DenseBlock(dim, dense_layers, name="dense")
+    self.spatial_atte = SpatialAttention(kernel_size, name="spatial_atte")
+
+  def call(self, x):
+    s = self.dense(self.s(x))
+    return s * self.spatial_atte(s)
+
+  def _torch_children(self):
+    return [("s", self.s), ("spatial_atte", self.spatial_atte),
+            ("dense", self.dense)]
+
+
+class DictionaryCrossAttention(base.TorchNamed, tf.keras.layers.Layer):
+  """Queries from the slice context, keys from a linear map of the
+  layer-normed dictionary, values that *are* the layer-normed dictionary;
+  a learned per-head scale multiplies q.k (no 1/sqrt(d))."""
+
+  def __init__(self, config, out_channels, **kwargs):
+    super().__init__(**kwargs)
+    c = config
+    dim = c.dict_dim
+    self.heads = c.dict_heads
+    self.head_dim = c.dict_head_dim
+    eps = c.layernorm_epsilon
+    self.x_trans = base.dense(dim, name="x_trans")
+    self.ln_scale = base.layer_norm(eps, name="ln_scale")
+    self.msa = MultiScaleAggregation(dim, c.dict_dense_layers,
+                                     c.spatial_attention_kernel, name="msa")
+    self.lnx = base.layer_norm(eps, name="lnx")
+    self.q_trans = base.dense(dim, name="q_trans")
+    self.dict_ln = base.layer_norm(eps, name="dict_ln")
+    self.k = base.dense(dim, name="k")
+    self.linear = base.dense(dim, name="linear")
+    self.ln_mlp = base.layer_norm(eps, name="ln_mlp")
+    self.mlp = attention.ConvGLU(dim, c.dict_mlp_ratio * dim, name="mlp")
+    self.output_trans = base.dense(out_channels, name="output_trans")
+    self.res_scale_1 = base.Scale(name="res_scale_1")
+    self.res_scale_2 = base.Scale(name="res_scale_2")
+    self.res_scale_3 = base.Scale(name="res_scale_3")
+
+  def build(self, input_shape):
+    self.scale = self.add_weight("scale", (self.heads, 1, 1),
+                                 initializer="ones")
+    super().build(input_shape)
+
+  def call(self, x, dictionary):
+    """x: (B, H, W, C) slice context; dictionary: (entries, dict_dim)."""
+    shape = tf.shape(x)
+    b, h, w = shape[0], shape[1], shape[2]
+    x = self.x_trans(x)
+    x = self.msa(self.ln_scale(x)) + self.res_scale_1(x)
+    shortcut = x
+    q = self.q_trans(self.lnx(x))
+    q = tf.reshape(q, (b, h * w, self.heads, self.head_dim))
+    d = self.dict_ln(dictionary)
+    k = tf.reshape(self.k(d), (-1, self.heads, self.head_dim))
+    v = tf.reshape(d, (-1, self.heads, self.head_dim))
+    sim = tf.einsum("bnec,dec->bend", q, k) * self.scale[None]
+    probs = tf.nn.softmax(sim, axis=-1)
+    out = tf.einsum("bend,dec->bnec", probs, v)
+    out = tf.reshape(out, (b, h, w, self.heads * self.head_dim))
+    out = self.linear(out) + self.res_scale_2(shortcut)
+    out = self.mlp(self.ln_mlp(out)) + self.res_scale_3(out)
+    return self.output_trans(out)
+
+  def _torch_params(self):
+    return [("scale", self.scale, "same")]
+
+  def _torch_children(self):
+    names = ("x_trans", "ln_scale", "msa", "lnx", "q_trans", "dict_ln", "k",
+             "linear", "ln_mlp", "mlp", "res_scale_1", "res_scale_2",
+             "res_scale_3")
+    return ([(n, getattr(self, n)) for n in names] +
+            [("output_trans.0", self.output_trans)])

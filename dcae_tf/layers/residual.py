@@ -1,0 +1,70 @@
+"""Residual bottleneck blocks (official `ResidualBottleneckBlock*`)."""
+import tensorflow as tf
+
+from dcae_tf.layers import base
+
+# Each strided / upsampling block holds this many bottleneck blocks.
+BLOCKS_PER_RESAMPLE = 3
+
+
+class ResidualBottleneck(base.TorchNamed, tf.keras.layers.Layer):
+  """1x1 -> ReLU -> 3x3 -> ReLU -> 1x1 at half the narrower width, plus a
+  shortcut (a 1x1 conv when the width changes)."""
+
+  def __init__(self, in_channels, out_channels, **kwargs):
+    super().__init__(**kwargs)
+    mid = min(in_channels, out_channels) // 2
+    self.conv1 = base.Conv2D(mid, 1, name="conv1")
+    self.conv2 = base.Conv2D(mid, 3, name="conv2")
+    self.conv3 = base.Conv2D(out_channels, 1, name="conv3")
+    self.skip = (base.Conv2D(out_channels, 1, name="skip")
+                 if in_channels != out_channels else None)
+
+  def call(self, x):
+    identity = x if self.skip is None else self.skip(x)
+    out = tf.nn.relu(self.conv1(x))
+    out = tf.nn.relu(self.conv2(out))
+    return self.conv3(out) + identity
+
+  def _torch_children(self):
+    out = [("conv1", self.conv1), ("conv2", self.conv2), ("conv3", self.conv3)]
+    if self.skip is not None:
+      out.append(("skip", self.skip))
+    return out
+
+
+class ResidualBottleneckDown(base.TorchNamed, tf.keras.layers.Layer):
+  """Strided 5x5 conv, then three bottleneck blocks."""
+
+  def __init__(self, out_channels, kernel_size=5, **kwargs):
+    super().__init__(**kwargs)
+    self.conv = base.Conv2D(out_channels, kernel_size, strides=2, name="conv")
+    self.res = [ResidualBottleneck(out_channels, out_channels, name=f"res{i}")
+                for i in range(1, BLOCKS_PER_RESAMPLE + 1)]
+
+  def call(self, x):
+    x = self.conv(x)
+    for r in self.res:
+      x = r(x)
+    return x
+
+  def _torch_children(self):
+    return [("conv", self.conv)] + [(r.name, r) for r in self.res]
+
+
+class ResidualBottleneckUp(base.TorchNamed, tf.keras.layers.Layer):
+  """Three bottleneck blocks, then a stride-2 5x5 transposed conv."""
+
+  def __init__(self, in_channels, out_channels, kernel_size=5, **kwargs):
+    super().__init__(**kwargs)
+    self.res = [ResidualBottleneck(in_channels, in_channels, name=f"res{i}")
+                for i in range(1, BLOCKS_PER_RESAMPLE + 1)]
+    self.conv = base.ConvTranspose2D(out_channels, kernel_size, 2, name="conv")
+
+  def call(self, x):
+    for r in self.res:
+      x = r(x)
+    return self.conv(x)
+
+  def _torch_children(self):
+    return [(r.name, r) for r in self.res] + [("conv", self.conv)]
