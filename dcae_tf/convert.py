@@ -134,3 +134,20 @@ def to_official_state_dict(model):
   """
   return {key: base.official_layout(kind, var.numpy())
           for key, var, kind in model.torch_variables()}
+
+
+def convert_checkpoint(checkpoint, preset, output, lmbda=None, metric="mse"):
+  """Official `.pth` (or a dict) -> model directory for training / export.
+
+  Returns the report of `load_official_weights`.
+  """
+  # pylint: disable=import-outside-toplevel
+  from dcae_tf import checkpoint as checkpoint_lib
+  from dcae_tf.model import DCAE
+  model = DCAE(preset).build_weights()
+  report = load_official_weights(model, checkpoint)
+  meta = checkpoint_lib.make_meta(model.config, lmbda=lmbda, metric=metric,
+                                  source=str(checkpoint) if isinstance(
+                                      checkpoint, str) else "state_dict")
+  checkpoint_lib.save_model(model, output, meta)
+  return report
