@@ -28,7 +28,8 @@ setuptools.setup(
     python_requires=">=3.11,<3.12",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=7.4,<9", "pytest-timeout>=2.2"],
+        # torch: the tests write and read real official-format .pth files.
+        "test": ["pytest>=7.4,<9", "pytest-timeout>=2.2", "torch==2.13.0"],
         # Only needed to read official .pth checkpoints.
         "torch": ["torch==2.13.0"],
     },
