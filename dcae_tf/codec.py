@@ -179,3 +179,20 @@ class DCAECodec(tf.Module):
         1 + self.config.num_slices, self.max_pixels)
     y_hat = self._decode_latents(strings, height, width)
     return y_hat, self._to_image(y_hat, height, width)
+
+
+def codec_from_checkpoint(directory, name=None, max_pixels=DEFAULT_MAX_PIXELS,
+                          lmbda=None, metric=None):
+  """Builds a codec (with its coding tables) from a model directory.
+
+  λ and metric are taken from the directory's model.json unless given. The
+  z quantisation offsets are used as stored: training refreshes them from
+  the prior (`HyperpriorModel.refresh_offset`), conversion loads the official
+  medians, so the codec quantises exactly as the checkpoint was evaluated.
+  """
+  from dcae_tf import checkpoint  # pylint: disable=import-outside-toplevel
+  model, meta = checkpoint.load_model(directory)
+  return DCAECodec(
+      model, name=name, max_pixels=max_pixels,
+      lmbda=meta.get("lmbda") if lmbda is None else lmbda,
+      metric=meta.get("metric") if metric is None else metric)

@@ -179,10 +179,16 @@ class HyperpriorModel(base.TorchNamed, tf.Module):
     """Sets the quantisation offsets to the prior's medians.
 
     The official model learns its medians with an auxiliary loss; TFC finds
-    them from the density itself, which needs no extra loss. Call after
-    training (the codec builds its tables from the result).
+    them from the density itself, which needs no extra loss. Training calls
+    this at every checkpoint and at the end; the codec builds its tables
+    around the stored offsets.
     """
-    self.offset.assign(tfc.quantization_offset(self.prior.base))
+    self.offset.assign(self._median_offset())
+
+  @tf.function(autograph=False)
+  def _median_offset(self):
+    # TFC's median search is an iterative loop: much faster traced.
+    return tfc.quantization_offset(self.prior.base)
 
   def quantize(self, z):
     offset = tf.stop_gradient(self.offset)

@@ -1,0 +1,47 @@
+"""Exports a model directory as a versioned SavedModel for TF Serving.
+
+  python bin/export.py --checkpoint runs/x --name dcae-small-0067
+  -> saved_models/dcae-small-0067/<next version>/
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+flags.DEFINE_string("checkpoint", None, "Model directory (bin/train.py "
+                    "--model_path or bin/convert.py --output).", required=True)
+flags.DEFINE_string("name", None, "Model name (default: the directory's "
+                    "name); also recorded in every bitstream header.")
+flags.DEFINE_string("models_dir", "saved_models", "Where exports live.")
+flags.DEFINE_integer("version", None, "Version number (default: next).")
+flags.DEFINE_integer("max_pixels", None, "Largest image (H*W) the exported "
+                     "signatures accept.")
+flags.DEFINE_float("lmbda", None, "Override the recorded lambda.")
+flags.DEFINE_enum("metric", None, ["mse", "ms-ssim"],
+                  "Override the recorded metric.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  # pylint: disable=import-outside-toplevel
+  from dcae_tf import codec as codec_lib
+  from dcae_tf import export
+  name = FLAGS.name or os.path.basename(os.path.normpath(FLAGS.checkpoint))
+  kwargs = {}
+  if FLAGS.max_pixels:
+    kwargs["max_pixels"] = FLAGS.max_pixels
+  try:
+    codec = codec_lib.codec_from_checkpoint(
+        FLAGS.checkpoint, name=name, lmbda=FLAGS.lmbda, metric=FLAGS.metric,
+        **kwargs)
+    path = export.save_versioned(codec, os.path.join(FLAGS.models_dir, name),
+                                 FLAGS.version)
+  except (OSError, ValueError) as e:
+    sys.exit(f"export: error: {e}")
+  print(f"exported {name} (fingerprint {codec.fingerprint}) -> {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)
