@@ -1,0 +1,382 @@
+"""Latency, peak memory and FLOP efficiency of DCAE encode / decode on CPU.
+
+  python bench/latency.py [--preset paper] [--height 512 --width 768]
+      [--modes function,eager,xla] [--repeats 2] [--output latency.json]
+
+Builds a DCAE with random weights (the timing does not depend on the values)
+and times, per direction, the parts of the codec separately:
+
+  encode: g_a (analysis transform), hyperprior (h_a, z quantisation, both
+          h_s branches), slices (dictionary cross-attention + mean / scale /
+          LRP networks of every slice), range coding (= DCAECodec.compress
+          minus the three network parts: the TFC range coder plus the
+          bitstream container)
+  decode: hyperprior (both h_s branches), slices, g_s (synthesis transform),
+          range decoding (= DCAECodec.decompress minus the network parts)
+
+Each (mode, direction) runs in its own subprocess, so the peak resident set
+size (VmHWM of /proc/self/status) belongs to that measurement alone: we
+report the process peak and the peak of the timed section (the kernel's
+high-water mark is reset through /proc/self/clear_refs after warm-up).
+
+Network parts run as `eager` (plain Python calls), `function` (tf.function
+with a static input signature) or `xla` (tf.function(jit_compile=True)); the
+full codec always uses its own tf.functions and is timed in `function` mode.
+FLOPs come from the TF profiler on the graph of each part's concrete function
+(it counts Conv2D, MatMul, BatchMatMul, elementwise ops...) plus an exact count
+of Einsum ops, which the profiler does not know (2 * product of all index
+sizes). Achieved GFLOP/s are put next to a float32 matrix-multiply roofline
+measured in the same process just before and after the timings (best of N
+large tf.linalg.matmul). On a shared machine the roofline run can be slowed
+by other load more than a part's best time was: a fraction above 100 % means
+that, not a counting error.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MODES = ("eager", "function", "xla")
+DIRECTIONS = ("encode", "decode")
+# Roofline: square float32 matmul of this size, best of this many runs.
+ROOFLINE_SIZE = 2048
+ROOFLINE_REPEATS = 10
+SEED = 2025
+KIB_PER_MIB = 1024
+CLEAR_REFS_RESET_PEAK = "5"  # Linux >= 4.0: reset VmHWM to the current RSS.
+
+
+# --- memory -----------------------------------------------------------------
+
+def peak_rss_mib():
+  """Peak resident set size of this process (VmHWM), in MiB."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / KIB_PER_MIB
+  except OSError:
+    pass
+  import resource  # pylint: disable=import-outside-toplevel
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_MIB
+
+
+def reset_peak_rss():
+  """Resets VmHWM to the current RSS; False if the kernel does not allow it."""
+  try:
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+      f.write(CLEAR_REFS_RESET_PEAK)
+    return True
+  except OSError:
+    return False
+
+
+# --- FLOPs and roofline -------------------------------------------------------
+
+def einsum_flops(op):
+  """2 * product of index sizes of a static-shape Einsum (a MAC per term)."""
+  equation = op.get_attr("equation").decode()
+  inputs, _ = equation.split("->")
+  sizes = {}
+  for spec, tensor in zip(inputs.split(","), op.inputs):
+    shape = tensor.shape.as_list()
+    if "." in spec or None in shape or len(shape) != len(spec):
+      return 0
+    sizes.update(zip(spec, shape))
+  flops = 2
+  for size in sizes.values():
+    flops *= size
+  return flops
+
+
+def graph_flops(concrete_function):
+  """Float operations of one run of a concrete function's graph."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  graph = concrete_function.graph
+  builder = tf.compat.v1.profiler.ProfileOptionBuilder
+  options = builder(builder.float_operation()).with_empty_output().build()
+  profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
+  total = profile.total_float_ops
+  for op in graph.get_operations():
+    if op.type == "Einsum":
+      total += einsum_flops(op)
+  return total
+
+
+def matmul_roofline(size=ROOFLINE_SIZE, repeats=ROOFLINE_REPEATS):
+  """Best achieved float32 GFLOP/s of a large matrix multiply."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  a = tf.random.normal((size, size))
+  b = tf.random.normal((size, size))
+  matmul = tf.function(tf.linalg.matmul)
+  matmul(a, b).numpy()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul(a, b).numpy()
+    best = min(best, time.perf_counter() - start)
+  return 2 * size ** 3 / best / 1e9
+
+
+# --- the worker: one (mode, direction) in its own process --------------------
+
+def _timed(fn, args, repeats):
+  """Best wall time of fn(*args) over `repeats` runs (results materialised)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  best, out = float("inf"), None
+  for _ in range(repeats):
+    start = time.perf_counter()
+    out = fn(*args)
+    tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t,
+                          out)
+    best = min(best, time.perf_counter() - start)
+  return best, out
+
+
+def _parts(model, mode, height, width):
+  """The network parts of encode and decode as callables in `mode`."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  c = model.config
+  s = c.latent_stride
+  y_shape = (1, height // s, width // s, c.latent_channels)
+  z_shape = (1, height // c.hyper_stride, width // c.hyper_stride,
+             c.z_channels)
+  spec = lambda shape: tf.TensorSpec(shape, tf.float32)  # pylint: disable=unnecessary-lambda-assignment
+
+  def analysis(x):
+    return model.g_a(x)
+
+  def hyper_encode(y):
+    z_hat = model.hyperprior.quantize(model.h_a(y))
+    return (z_hat,) + tuple(model.hyper_synthesis(z_hat))
+
+  def hyper_decode(z_hat):
+    return tuple(model.hyper_synthesis(z_hat))
+
+  def slices(y, scales, means):
+    y_slices = tf.split(y, c.num_slices, axis=-1)
+    return model.slices.run(
+        scales, means, lambda i, mu, scale: tf.round(y_slices[i] - mu) + mu)
+
+  def synthesis(y_hat):
+    return model.g_s(y_hat)
+
+  signatures = {
+      "g_a": (analysis, [spec((1, height, width, 3))]),
+      "hyperprior_enc": (hyper_encode, [spec(y_shape)]),
+      "hyperprior_dec": (hyper_decode, [spec(z_shape)]),
+      "slices": (slices, [spec(y_shape)] * 3),
+      "g_s": (synthesis, [spec(y_shape)]),
+  }
+  out = {}
+  for name, (fn, sig) in signatures.items():
+    if mode == "eager":
+      out[name] = (fn, None)
+    else:
+      out[name] = (tf.function(fn, input_signature=sig,
+                               jit_compile=(mode == "xla")), sig)
+  return out
+
+
+def worker(args):
+  """Runs one measurement and prints its results as one JSON line."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from dcae_tf.config import get_config  # pylint: disable=import-outside-toplevel
+  from dcae_tf.model import DCAE  # pylint: disable=import-outside-toplevel
+
+  tf.random.set_seed(SEED)
+  height, width = args.height, args.width
+  config = get_config(args.preset)
+  if height % config.pad_multiple or width % config.pad_multiple:
+    raise SystemExit(f"error: height and width must be multiples of "
+                     f"{config.pad_multiple} for the split timing")
+  model = DCAE(config)
+  model.build_weights()
+  rng = np.random.default_rng(SEED)
+  image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+  x = tf.constant(image[None].astype(np.float32) / 255.)
+  parts = _parts(model, args.mode, height, width)
+  result = {"mode": args.mode, "direction": args.direction,
+            "preset": args.preset, "height": height, "width": width,
+            "repeats": args.repeats, "parts": {}}
+
+  first_call = {}
+
+  def call(name, *inputs):
+    """Runs a part; its first call (tracing / XLA compilation) is timed."""
+    begin = time.perf_counter()
+    out = parts[name][0](*inputs)
+    first_call.setdefault(name, time.perf_counter() - begin)
+    return out
+
+  # Inputs of every part from one run of the networks (also the warm-up).
+  y = call("g_a", x)
+  z_hat, scales, means = call("hyperprior_enc", y)
+  y_hat = call("slices", y, scales, means)
+  if args.direction == "encode":
+    order = [("g_a", (x,)), ("hyperprior_enc", (y,)),
+             ("slices", (y, scales, means))]
+  else:
+    order = [("hyperprior_dec", (z_hat,)), ("slices", (y, scales, means)),
+             ("g_s", (y_hat,))]
+  for name, inputs in order:
+    if name not in first_call:
+      call(name, *inputs)
+    result["parts"][name] = {"first_call_seconds": first_call[name]}
+
+  codec = None
+  if args.mode == "function":
+    try:
+      from dcae_tf.codec import DCAECodec  # pylint: disable=import-outside-toplevel
+      codec = DCAECodec(model, name="latency", max_pixels=height * width)
+    except ImportError as e:
+      result["codec_error"] = f"dcae_tf.codec unavailable: {e}"
+  if codec is not None:
+    image_t = tf.constant(image)
+    bitstream = codec.compress(image_t)  # also the warm-up of compress
+    result["bitstream_bytes"] = len(bitstream.numpy())
+    if args.direction == "decode":
+      codec.decompress(bitstream).numpy()
+
+  # The roofline in the same process and conditions as the timings, before
+  # and after them (best of both: the machine may be shared).
+  roofline = matmul_roofline()
+  result["peak_reset"] = reset_peak_rss()
+  for name, inputs in order:
+    seconds, _ = _timed(parts[name][0], inputs, args.repeats)
+    result["parts"][name]["seconds"] = seconds
+  if codec is not None:
+    if args.direction == "encode":
+      seconds, _ = _timed(codec.compress, (image_t,), args.repeats)
+    else:
+      seconds, _ = _timed(codec.decompress, (bitstream,), args.repeats)
+    networks = sum(result["parts"][n]["seconds"] for n, _ in order)
+    result["codec_seconds"] = seconds
+    result["parts"]["range_coding"] = {"seconds": max(seconds - networks, 0.)}
+  result["timed_peak_rss_mib"] = peak_rss_mib()
+  result["roofline_gflops_per_s"] = max(roofline, matmul_roofline())
+
+  if args.mode == "function":
+    for name, _ in order:
+      fn, sig = parts[name]
+      result["parts"][name]["flops"] = graph_flops(
+          fn.get_concrete_function(*sig))
+  result["process_peak_rss_mib"] = peak_rss_mib()
+  print(json.dumps(result))
+
+
+# --- the driver -----------------------------------------------------------------
+
+def run_worker(args, mode, direction):
+  cmd = [sys.executable, os.path.abspath(__file__), "--worker",
+         "--mode", mode, "--direction", direction, "--preset", args.preset,
+         "--height", str(args.height), "--width", str(args.width),
+         "--repeats", str(args.repeats)]
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if proc.returncode:
+    tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
+    print(f"warning: {mode}/{direction} failed: {tail[0]}", file=sys.stderr)
+    return None
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report(results, flops_by_part):
+  """Prints the table and the ratios; returns the summary rows."""
+  rows = []
+  print(f"roofline: float32 {ROOFLINE_SIZE}x{ROOFLINE_SIZE} tf.linalg.matmul, "
+        f"best of {ROOFLINE_REPEATS}, measured in each measurement's process")
+  print(f"{'mode':<9} {'dir':<7} {'part':<15} {'seconds':>8} {'share':>6} "
+        f"{'GFLOP':>8} {'GFLOP/s':>8} {'roofline':>8}")
+  for r in results:
+    roofline = r["roofline_gflops_per_s"]
+    total = r.get("codec_seconds") or sum(p["seconds"] for p in
+                                          r["parts"].values())
+    for name, part in r["parts"].items():
+      flops = flops_by_part.get(name)
+      gflops = flops / 1e9 if flops else None
+      rate = gflops / part["seconds"] if gflops and part["seconds"] else None
+      row = dict(mode=r["mode"], direction=r["direction"], part=name,
+                 seconds=part["seconds"], share=part["seconds"] / total,
+                 gflop=gflops, gflops_per_s=rate,
+                 roofline_fraction=rate / roofline if rate else None)
+      rows.append(row)
+      fmt = lambda v, f: format(v, f) if v is not None else "-"  # pylint: disable=unnecessary-lambda-assignment
+      print(f"{r['mode']:<9} {r['direction']:<7} {name:<15} "
+            f"{part['seconds']:8.3f} {row['share']:6.1%} "
+            f"{fmt(gflops, '8.2f'):>8} {fmt(rate, '8.2f'):>8} "
+            f"{fmt(row['roofline_fraction'], '8.1%'):>8}")
+    extra = (f", full codec {r['codec_seconds']:.3f} s, "
+             f"{r['bitstream_bytes']} bytes") if "codec_seconds" in r else ""
+    print(f"{r['mode']:<9} {r['direction']:<7} roofline {roofline:.1f} "
+          f"GFLOP/s; peak RSS: timed section "
+          f"{r['timed_peak_rss_mib']:.0f} MiB (reset: {r['peak_reset']}), "
+          f"process {r['process_peak_rss_mib']:.0f} MiB{extra}")
+  by_key = {(r["mode"], r["direction"]): r for r in results}
+  for direction in DIRECTIONS:
+    nets = {m: sum(p["seconds"] for n, p in r["parts"].items()
+                   if n != "range_coding")
+            for (m, d), r in by_key.items() if d == direction}
+    if "eager" in nets and "function" in nets:
+      print(f"{direction}: networks eager / tf.function = "
+            f"{nets['eager'] / nets['function']:.2f}x")
+    if "xla" in nets and "function" in nets:
+      print(f"{direction}: networks tf.function / XLA = "
+            f"{nets['function'] / nets['xla']:.2f}x")
+  return rows
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--preset", default="paper")
+  parser.add_argument("--height", type=int, default=512)
+  parser.add_argument("--width", type=int, default=768)
+  parser.add_argument("--modes", default="function",
+                      help="comma-separated subset of " + ",".join(MODES))
+  parser.add_argument("--directions", default=",".join(DIRECTIONS))
+  parser.add_argument("--repeats", type=int, default=2)
+  parser.add_argument("--output", help="also write the results as JSON")
+  parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--mode", default="function", choices=MODES,
+                      help=argparse.SUPPRESS)
+  parser.add_argument("--direction", default="encode", choices=DIRECTIONS,
+                      help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    worker(args)
+    return 0
+  modes = [m for m in args.modes.split(",") if m]
+  directions = [d for d in args.directions.split(",") if d]
+  bad = sorted(set(modes) - set(MODES)) + sorted(set(directions) -
+                                                 set(DIRECTIONS))
+  if bad:
+    print(f"error: unknown mode/direction {bad}", file=sys.stderr)
+    return 1
+  # FLOPs are counted in function mode: make sure it runs.
+  if "function" not in modes:
+    modes.insert(0, "function")
+  results = []
+  for mode in modes:
+    for direction in directions:
+      print(f"measuring {mode}/{direction} ...", file=sys.stderr, flush=True)
+      r = run_worker(args, mode, direction)
+      if r:
+        results.append(r)
+  if not results:
+    print("error: every measurement failed", file=sys.stderr)
+    return 1
+  flops = {n: p["flops"] for r in results for n, p in r["parts"].items()
+           if "flops" in p}
+  rows = report(results, flops)
+  if args.output:
+    with open(args.output, "w", encoding="utf-8") as f:
+      json.dump({"measurements": results, "rows": rows}, f, indent=1)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

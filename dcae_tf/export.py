@@ -1,0 +1,328 @@
+"""SavedModel export of a codec, in TF Serving's versioned directory layout.
+
+An export is `MODEL_BASE_PATH/<integer version>/` holding a SavedModel with
+three signatures (the serving contract of the project):
+
+  "compress":   {"image": uint8 [H, W, 3]}  -> {"bitstream": string []}
+  "decompress": {"bitstream": string []}    -> {"image": uint8 [H, W, 3]}
+  "metadata":   {}                          -> {"json": string []}
+
+plus `metadata.json` (the same JSON) next to `saved_model.pb`, so tools can
+identify a version without loading TensorFlow. A version appears atomically:
+it is written into a `.tmp*` sibling directory and renamed into place, so a
+model server polling the base path never sees a half-written version.
+
+Loading needs only TensorFlow and tensorflow_compression (whose import
+registers the range-coding ops the real codec's graph uses), never the
+dcae_tf model code: an export is self-contained.
+"""
+import collections.abc
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
+# Registers TFC's range-coding ops, needed to load the real codec's graph.
+import tensorflow_compression  # pylint: disable=unused-import  # noqa: F401
+
+from dcae_tf.bitstream import error_message
+
+COMPRESS = "compress"
+DECOMPRESS = "decompress"
+METADATA = "metadata"
+IMAGE = "image"
+BITSTREAM = "bitstream"
+JSON = "json"
+
+# signature name -> (input names, output names). What makes an export ours.
+SIGNATURES = {
+    COMPRESS: ((IMAGE,), (BITSTREAM,)),
+    DECOMPRESS: ((BITSTREAM,), (IMAGE,)),
+    METADATA: ((), (JSON,)),
+}
+IMAGE_CHANNELS = 3
+TMP_PREFIX = ".tmp"
+SAVED_MODEL_FILENAME = "saved_model.pb"
+METADATA_FILENAME = "metadata.json"
+PREDICT_METHOD_NAME = "tensorflow/serving/predict"
+
+
+class ExportError(ValueError):
+  """A path that is not a (complete) DCAE export, or an export refused."""
+
+
+def check_image(image):
+  """Raises ValueError unless `image` is a uint8 HxWx3 numpy array."""
+  if not isinstance(image, np.ndarray):
+    raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
+  if image.dtype != np.uint8:
+    raise ValueError(f"image must be uint8, got {image.dtype}")
+  if (image.ndim != 3 or image.shape[-1] != IMAGE_CHANNELS
+      or 0 in image.shape):
+    raise ValueError(
+        f"image must have shape [H, W, {IMAGE_CHANNELS}] with H, W >= 1, "
+        f"got {list(image.shape)}")
+
+
+class _ServingModule(tf.Module):
+  """The exported object: the three signatures and the codec's variables.
+
+  The signatures return dicts because a bare tensor output would be named
+  "output_0". Only the codec's variables are tracked, not the codec: a
+  tracked codec would make the SavedModel trace, store (and on load,
+  restore) every tf.function and Keras layer call it holds, which for DCAE
+  takes minutes and is never used by the signatures.
+  """
+
+  def __init__(self, codec, metadata_json):
+    super().__init__(name="dcae_export")
+    self.codec_variables = list(codec.variables)
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, None, IMAGE_CHANNELS], tf.uint8, name=IMAGE)])
+    def compress(image):
+      return {BITSTREAM: codec.compress(image)}
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([], tf.string, name=BITSTREAM)])
+    def decompress(bitstream):
+      return {IMAGE: codec.decompress(bitstream)}
+
+    @tf.function(input_signature=[])
+    def metadata():
+      return {JSON: tf.constant(metadata_json)}
+
+    self.compress = compress
+    self.decompress = decompress
+    self.metadata = metadata
+
+
+def _check_module(module):
+  for name in (COMPRESS, DECOMPRESS):
+    if not callable(getattr(module, name, None)):
+      raise ExportError(f"cannot export {type(module).__name__}: it has no "
+                        f"callable `{name}`")
+  metadata = getattr(module, "metadata", None)
+  if not isinstance(metadata, dict):
+    raise ExportError(f"cannot export {type(module).__name__}: `metadata` "
+                      f"must be a dict, got {type(metadata).__name__}")
+  try:
+    return json.dumps(_plain(metadata), sort_keys=True)
+  except (TypeError, ValueError) as e:
+    raise ExportError(f"codec metadata is not JSON-serializable: {e}") from None
+
+
+def _plain(value):
+  """Copies tf.Module's trackable dict/list wrappers into plain containers."""
+  if isinstance(value, collections.abc.Mapping):
+    return {k: _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  return value
+
+
+def _is_version_name(name):
+  return name.isdigit() and not name.startswith(TMP_PREFIX)
+
+
+def list_versions(model_base_path):
+  """Sorted integer versions under `model_base_path` (ignores .tmp* dirs).
+
+  Lists every integer-named directory, complete or not (so a new version
+  never reuses the number of a broken one); see `complete_versions`.
+  """
+  if not os.path.isdir(model_base_path):
+    return []
+  return sorted(int(name) for name in os.listdir(model_base_path)
+                if _is_version_name(name)
+                and os.path.isdir(os.path.join(model_base_path, name)))
+
+
+def is_complete(version_dir):
+  """Whether a version directory has its SavedModel graph written."""
+  return os.path.isfile(os.path.join(version_dir, SAVED_MODEL_FILENAME))
+
+
+def complete_versions(model_base_path):
+  """Sorted versions whose directory holds a saved_model.pb."""
+  return [v for v in list_versions(model_base_path)
+          if is_complete(os.path.join(model_base_path, str(v)))]
+
+
+def save_versioned(module, model_base_path, version=None):
+  """Exports `module` as a new version under `model_base_path`.
+
+  Args:
+    module: a tf.Module with tf.functions `compress` (uint8 [H, W, 3] ->
+      string scalar) and `decompress` (string scalar -> uint8 [H, W, 3]) and a
+      JSON-serializable dict `metadata`.
+    model_base_path: the model's directory (saved_models/NAME); created if
+      missing.
+    version: integer version; by default one more than the largest existing.
+
+  Returns:
+    The path of the new version directory.
+
+  Raises:
+    ExportError: the version exists already, or the module cannot be
+      exported. Nothing is left behind under `model_base_path` on failure.
+  """
+  metadata_json = _check_module(module)
+  os.makedirs(model_base_path, exist_ok=True)
+  if version is None:
+    version = max(list_versions(model_base_path), default=0) + 1
+  if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+    raise ExportError(f"version must be a non-negative int, got {version!r}")
+  version_dir = os.path.join(model_base_path, str(version))
+  if os.path.exists(version_dir):
+    raise ExportError(f"version {version} already exists: {version_dir}")
+
+  tmp_dir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}-{version}-",
+                             dir=model_base_path)
+  try:
+    wrapper = _ServingModule(module, metadata_json)
+    tf.saved_model.save(wrapper, tmp_dir, signatures={
+        COMPRESS: wrapper.compress,
+        DECOMPRESS: wrapper.decompress,
+        METADATA: wrapper.metadata,
+    })
+    _write_metadata(tmp_dir, metadata_json)
+    if os.path.exists(version_dir):  # Another writer won the race.
+      raise ExportError(f"version {version} already exists: {version_dir}")
+    os.rename(tmp_dir, version_dir)
+  except BaseException:
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    raise
+  return version_dir
+
+
+def _write_metadata(directory, metadata_json):
+  with open(os.path.join(directory, METADATA_FILENAME), "w") as f:
+    f.write(metadata_json + "\n")
+
+
+def resolve_version_dir(path):
+  """Maps a model base path (-> newest complete version) or a version dir.
+
+  Returns:
+    (version_dir, version) with version None if the directory name is not an
+    integer.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no such export: {path}")
+  if not os.path.isdir(path):
+    raise ExportError(f"not a DCAE export (not a directory): {path}")
+  if is_complete(path):
+    name = os.path.basename(os.path.normpath(path))
+    return path, int(name) if _is_version_name(name) else None
+  versions = complete_versions(path)
+  if not versions:
+    raise ExportError(
+        f"no versions under {path}: expected integer subdirectories holding "
+        f"{SAVED_MODEL_FILENAME} (write them with dcae_tf.export.save_versioned)")
+  return os.path.join(path, str(versions[-1])), versions[-1]
+
+
+def signature_defs(signatures):
+  """SignatureDef protos (dtype and shape per tensor) of loaded signatures.
+
+  Built from the loaded concrete functions rather than by parsing
+  saved_model.pb again: with the pure-Python protobuf runtime that parse
+  alone takes seconds for a DCAE graph.
+  """
+  defs = {}
+  for name, function in signatures.items():
+    sig = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD_NAME)
+    _, inputs = function.structured_input_signature
+    for key, spec in inputs.items():
+      _tensor_info(sig.inputs[key], key, spec)
+    for key, tensor in function.structured_outputs.items():
+      _tensor_info(sig.outputs[key], key, tensor)
+    defs[name] = sig
+  return defs
+
+
+def _tensor_info(info, name, spec):
+  info.name = name
+  info.dtype = spec.dtype.as_datatype_enum
+  info.tensor_shape.CopyFrom(spec.shape.as_proto())
+
+
+def check_signature_defs(signature_defs, where):
+  """Raises ExportError unless the signatures are the export contract's."""
+  for name, (inputs, outputs) in SIGNATURES.items():
+    if name not in signature_defs:
+      raise ExportError(f"not a DCAE export (no {name!r} signature): {where}")
+    sig = signature_defs[name]
+    if (sorted(sig.inputs) != sorted(inputs)
+        or sorted(sig.outputs) != sorted(outputs)):
+      raise ExportError(
+          f"not a DCAE export (signature {name!r} maps {sorted(sig.inputs)} -> "
+          f"{sorted(sig.outputs)}, expected {list(inputs)} -> "
+          f"{list(outputs)}): {where}")
+
+
+class ExportedCodec:
+  """A loaded export: the codec interface on top of the SavedModel signatures.
+
+  Same surface as the in-process codec and the gRPC client's RemoteCodec:
+  `.compress(uint8 HxWx3 array) -> bytes`, `.decompress(bytes) -> array`,
+  `.metadata` dict. Thread-safe (concrete functions may run concurrently).
+  """
+
+  def __init__(self, path):
+    self.path, self.version = resolve_version_dir(path)
+    # Cheap check first: loading a large SavedModel takes a while.
+    if not os.path.isfile(os.path.join(self.path, METADATA_FILENAME)):
+      raise ExportError(
+          f"not a DCAE export (no {METADATA_FILENAME}): {self.path}")
+    self._loaded = tf.saved_model.load(self.path)
+    # Signature name -> concrete function taking and returning tensor dicts.
+    self.signatures = self._loaded.signatures
+    self.signature_defs = signature_defs(self.signatures)
+    check_signature_defs(self.signature_defs, self.path)
+    self._compress = self.signatures[COMPRESS]
+    self._decompress = self.signatures[DECOMPRESS]
+    self.metadata_json = self.signatures[METADATA]()[JSON].numpy().decode()
+    self.metadata = json.loads(self.metadata_json)
+
+  def compress_tensor(self, image):
+    """uint8 tensor [H, W, 3] -> string scalar tensor (no validation)."""
+    return self._compress(**{IMAGE: image})[BITSTREAM]
+
+  def decompress_tensor(self, bitstream):
+    """string scalar tensor -> uint8 tensor [H, W, 3] (no validation)."""
+    return self._decompress(**{BITSTREAM: bitstream})[IMAGE]
+
+  def compress(self, image):
+    """Compresses a uint8 HxWx3 numpy array; returns the bitstream bytes."""
+    check_image(image)
+    return self.compress_tensor(tf.constant(image)).numpy()
+
+  def decompress(self, bitstream):
+    """Decompresses bitstream bytes; returns a uint8 HxWx3 numpy array.
+
+    Raises:
+      ValueError: the bitstream is corrupt or was made by another model (the
+        graph's InvalidArgumentError, with a one-line message).
+    """
+    if not isinstance(bitstream, (bytes, bytearray)):
+      raise ValueError(
+          f"bitstream must be bytes, got {type(bitstream).__name__}")
+    try:
+      image = self.decompress_tensor(tf.constant(bytes(bitstream)))
+    except tf.errors.InvalidArgumentError as e:
+      raise ValueError(error_message(e)) from None
+    return image.numpy()
+
+  def __repr__(self):
+    return (f"ExportedCodec(path={self.path!r}, version={self.version}, "
+            f"name={self.metadata.get('name')!r})")
+
+
+def load_exported(path):
+  """Loads an export: a model base path (newest version) or a version dir."""
+  return ExportedCodec(path)

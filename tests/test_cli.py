@@ -1,0 +1,276 @@
+"""Tests of the installed `dcae-tf` command, run in subprocesses.
+
+The models are fakes exported with dcae_tf.export.save_versioned: their
+codec quantizes the image, PNG-encodes it and packs it into a real DCAE
+bitstream (bitstream.pack / unpack), so every path of the command line
+(model discovery, header checks, graph errors, atomic writes) is the real
+one, at a fraction of the cost of a real model.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from dcae_tf import bitstream
+from dcae_tf import export
+
+PROG = "dcae-tf"
+MAX_PIXELS = 1 << 22
+# name -> (quantization step, lambda): a coarser step means fewer bits.
+FAKES = {"fake-hq": (1, 0.05), "fake-lq": (64, 0.001)}
+FAKE_STRINGS = 2
+
+
+class FakeCodec(tf.Module):
+  """Quantize + PNG in a real DCAE container; the codec interface."""
+
+  def __init__(self, name, step, lmbda):
+    super().__init__(name=None)
+    self.model_name = name
+    self.step = step
+    self.fingerprint = hashlib.sha256(name.encode()).hexdigest()[:16]
+    self.metadata = dict(name=name, fingerprint=self.fingerprint,
+                         preset="fake", lmbda=lmbda, metric="mse",
+                         format_version=bitstream.FORMAT_VERSION)
+
+  def compress(self, image):
+    step = tf.constant(self.step, tf.uint8)
+    png = tf.io.encode_png(image // step * step)
+    shape = tf.shape(image)
+    return bitstream.pack([png, tf.constant(b"")], shape[0], shape[1],
+                          self.model_name, self.fingerprint)
+
+  def decompress(self, data):
+    height, width, (png, _) = bitstream.unpack(
+        data, self.model_name, self.fingerprint, FAKE_STRINGS, MAX_PIXELS)
+    image = tf.io.decode_png(png, channels=3)
+    with tf.control_dependencies([tf.debugging.assert_equal(
+        tf.shape(image)[:2], tf.stack([height, width]),
+        message="image size differs from the header")]):
+      return tf.identity(image)
+
+
+def make_fake_model(models_dir, name, step, lmbda, card=None):
+  base = os.path.join(models_dir, name)
+  export.save_versioned(FakeCodec(name, step, lmbda), base)
+  if card is not None:
+    with open(os.path.join(base, "model_card.json"), "w") as f:
+      json.dump(card, f)
+  return base
+
+
+def dcae_tf_command():
+  found = os.path.join(os.path.dirname(sys.executable), PROG)
+  if os.path.exists(found):
+    return found
+  return shutil.which(PROG) or "/work/venv/bin/dcae-tf"
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("saved_models")
+  make_fake_model(str(directory), "fake-hq", *FAKES["fake-hq"],
+                  card={"bpp_range": [10.0, 24.0]})
+  make_fake_model(str(directory), "fake-lq", *FAKES["fake-lq"])
+  return str(directory)
+
+
+@pytest.fixture
+def work(tmp_path, models_dir):
+  """tmp_path with saved_models/ (the default --models_dir) inside."""
+  os.symlink(models_dir, tmp_path / "saved_models")
+  return tmp_path
+
+
+@pytest.fixture(scope="module")
+def codecs(models_dir):
+  return {name: export.load_exported(os.path.join(models_dir, name))
+          for name in FAKES}
+
+
+def run(cwd, *args, expect=0):
+  env = dict(os.environ)
+  env.pop("DCAE_TF_DEBUG", None)
+  proc = subprocess.run([dcae_tf_command(), *map(str, args)], cwd=cwd,
+                        env=env, capture_output=True, text=True, timeout=300,
+                        stdin=subprocess.DEVNULL)
+  assert proc.returncode == expect, (proc.returncode, proc.stdout, proc.stderr)
+  return proc
+
+
+def assert_one_line_error(proc, *fragments):
+  lines = proc.stderr.splitlines()
+  assert len(lines) == 1, proc.stderr
+  assert lines[0].startswith("dcae-tf: error: "), proc.stderr
+  assert "Traceback" not in proc.stderr + proc.stdout
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+
+
+def smooth_image(height=40, width=56, seed=0):
+  rng = np.random.default_rng(seed)
+  y, x = np.mgrid[:height, :width]
+  base = np.stack([x * 4, y * 5, (x + y) * 2], -1) % 256
+  return (base + rng.integers(0, 8, base.shape)).astype(np.uint8)
+
+
+def save(path, image, **kwargs):
+  Image.fromarray(image).save(path, **kwargs)
+  return path
+
+
+def no_temp_files(directory):
+  return not [n for n in os.listdir(directory) if n.endswith(".tmp")]
+
+
+def test_round_trip_with_default_outputs(work):
+  image = smooth_image()
+  save(work / "a.png", image)
+  proc = run(work, "--model", "fake-hq", "compress", "a.png")
+  assert "a.png -> a.png.dcae" in proc.stdout and "bpp" in proc.stdout
+  assert bitstream.read_header((work / "a.png.dcae").read_bytes())[
+      "model_name"] == "fake-hq"
+  # The model is found from the bitstream header; no --model needed.
+  proc = run(work, "decompress", "a.png.dcae")
+  assert "a.png.dcae -> a.png.dcae.png" in proc.stdout
+  np.testing.assert_array_equal(
+      np.asarray(Image.open(work / "a.png.dcae.png")), image)
+  assert proc.stderr == ""
+
+
+def test_explicit_output_and_options_after_command(work, codecs):
+  image = smooth_image(seed=1)
+  save(work / "b.jpg", image, quality=95)
+  proc = run(work, "compress", "--model", "fake-lq", "b.jpg", "out.bin")
+  assert "b.jpg -> out.bin" in proc.stdout and "model fake-lq" in proc.stdout
+  back = codecs["fake-lq"].decompress((work / "out.bin").read_bytes())
+  assert back.shape == image.shape
+  assert set(np.unique(back)) <= {0, 64, 128, 192}
+
+
+def test_python_dash_m_and_models_listing(work):
+  proc = subprocess.run(
+      [sys.executable, "-m", "dcae_tf", "models"], cwd=work,
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.splitlines()
+  assert lines[0].split() == ["NAME", "VERSION", "PRESET", "LAMBDA", "METRIC",
+                              "BPP"]
+  assert lines[1].split() == ["fake-lq", "1", "fake", "0.001", "mse", "-"]
+  assert lines[2].split() == ["fake-hq", "1", "fake", "0.05", "mse",
+                              "10.000-24.000"]
+
+
+def test_folder_with_a_bad_file(work):
+  folder = work / "photos"
+  folder.mkdir()
+  for i in range(3):
+    save(folder / f"img{i}.png", smooth_image(seed=i))
+  (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+  (folder / "notes.txt").write_text("ignored: not an image extension")
+  out = work / "out"
+  proc = run(work, "--model", "fake-hq", "compress", "photos", "out",
+             expect=1)
+  errors = proc.stderr.splitlines()
+  assert len(errors) == 1 and "broken.png" in errors[0], proc.stderr
+  assert errors[0].startswith("dcae-tf: error: ")
+  assert "compressed 3 of 4 files (1 failed)" in proc.stdout
+  assert "mean" in proc.stdout and "bpp" in proc.stdout
+  assert sorted(os.listdir(out)) == [f"img{i}.png.dcae" for i in range(3)]
+  # A quoted glob works too, and decompresses every bitstream.
+  proc = run(work, "decompress", "out/*.dcae", "back")
+  assert "decompressed 3 of 3 files (0 failed)" in proc.stdout
+  assert len(os.listdir(work / "back")) == 3
+
+
+def test_target_bpp_picks_by_measured_rate(work, codecs):
+  image = smooth_image(seed=3)
+  save(work / "c.png", image)
+  bpp = {name: 8 * len(codec.compress(image)) / image[..., 0].size
+         for name, codec in codecs.items()}
+  assert bpp["fake-lq"] < bpp["fake-hq"]
+  middle = (bpp["fake-lq"] + bpp["fake-hq"]) / 2
+  for target, strict, expected in [(middle + 0.01, False, "fake-hq"),
+                                   (middle + 0.01, True, "fake-lq")]:
+    args = ["--target_bpp", target] + (["--bpp_strict"] if strict else [])
+    proc = run(work, *args, "compress", "c.png", "t.dcae")
+    assert f"model {expected}" in proc.stdout, (target, proc.stdout)
+    assert bitstream.peek_model((work / "t.dcae").read_bytes())[0] == expected
+  proc = run(work, "--target_bpp", bpp["fake-lq"] / 2, "--bpp_strict",
+             "compress", "c.png", "t2.dcae", expect=1)
+  assert_one_line_error(proc, "no model reaches")
+  assert not (work / "t2.dcae").exists()
+
+
+# Failures found without loading TensorFlow or a model: fast.
+QUICK_FAILURES = {
+    "missing": (["decompress", "nope.dcae", "out.png"],
+                ["nope.dcae: no such file"]),
+    "foreign": (["decompress", "a.png", "out.png"],
+                ["a.png: not a DCAE bitstream"]),
+    "truncated": (["decompress", "t.dcae", "out.png"],
+                  ["t.dcae: truncated DCAE bitstream"]),
+    "wrong_model": (["--model", "fake-lq", "decompress", "good.dcae",
+                     "out.png"],
+                    ["good.dcae was made by model fake-hq",
+                     "--model fake-lq is model fake-lq"]),
+    "not_in_models_dir": (["--models_dir", "empty", "decompress",
+                           "good.dcae", "out.png"],
+                          ["made by model fake-hq", "not in empty"]),
+    "unknown_model": (["--model", "nope", "compress", "a.png", "out.dcae"],
+                      ["unknown model nope", "fake-hq, fake-lq"]),
+    "ambiguous_model": (["compress", "a.png", "out.dcae"],
+                        ["choose one with --model"]),
+    "too_large": (["--model", "fake-hq", "--max_pixels", "100", "compress",
+                   "a.png", "out.dcae"], ["more than max_pixels 100"]),
+    "gif": (["--model", "fake-hq", "compress", "g.gif", "out.dcae"],
+            ["unsupported image format 'GIF'"]),
+    "bad_png_output": (["decompress", "good.dcae", "out.jpg"],
+                       ["must end with .png"]),
+    "usage": (["--bogus", "compress", "a.png"], ["--bogus"]),
+    "no_command": ([], ["missing command"]),
+}
+
+
+@pytest.fixture
+def bad_inputs(work, codecs):
+  image = smooth_image()
+  save(work / "a.png", image)
+  save(work / "g.gif", image)
+  good = codecs["fake-hq"].compress(image)
+  (work / "good.dcae").write_bytes(good)
+  (work / "t.dcae").write_bytes(good[:-5])
+  (work / "c.dcae").write_bytes(good[:-3] + bytes([good[-3] ^ 1]) +
+                                good[-2:])
+  (work / "empty").mkdir()
+  return work
+
+
+@pytest.mark.parametrize("case", sorted(QUICK_FAILURES))
+def test_quick_failures(bad_inputs, case):
+  args, fragments = QUICK_FAILURES[case]
+  proc = run(bad_inputs, *args, expect=1)
+  assert_one_line_error(proc, *fragments)
+  assert not [n for n in os.listdir(bad_inputs) if n.startswith("out")]
+  assert no_temp_files(bad_inputs)
+
+
+def test_failures_inside_the_model(bad_inputs):
+  """Errors raised by the SavedModel graph, or when writing the output."""
+  proc = run(bad_inputs, "decompress", "c.dcae", "out.png", expect=1)
+  assert_one_line_error(proc, "c.dcae: DCAE bitstream corrupted: checksum "
+                        "mismatch")
+  (bad_inputs / "d").mkdir()
+  proc = run(bad_inputs, "--model", "fake-hq", "compress", "a.png", "d",
+             expect=1)
+  assert_one_line_error(proc, "d")
+  assert os.listdir(bad_inputs / "d") == []
+  assert not [n for n in os.listdir(bad_inputs) if n.startswith("out")]
+  assert no_temp_files(bad_inputs)

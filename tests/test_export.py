@@ -1,0 +1,235 @@
+"""SavedModel export: versioned layout, atomic writes, self-contained loading."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dcae_tf import export
+from tests import serving_fakes
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUBPROCESS_TIMEOUT_SECONDS = 600
+needs_real_codec = pytest.mark.skipif(
+    not serving_fakes.real_codec_available(),
+    reason="dcae_tf/codec.py (DCAECodec) does not exist yet")
+
+# Loads an export the way a deployment would: TensorFlow and TFC only.
+FRESH_LOAD_SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_compression
+version_dir, image_path, out_dir = sys.argv[1:]
+loaded = tf.saved_model.load(version_dir)
+image = np.load(image_path)
+data = loaded.signatures["compress"](image=tf.constant(image))["bitstream"]
+decoded = loaded.signatures["decompress"](bitstream=data)["image"].numpy()
+meta = loaded.signatures["metadata"]()["json"].numpy().decode()
+try:
+  loaded.signatures["decompress"](bitstream=tf.constant(b"garbage"))
+  corrupt_error = None
+except Exception as e:
+  corrupt_error = type(e).__name__
+with open(out_dir + "/bitstream", "wb") as f:
+  f.write(data.numpy())
+np.save(out_dir + "/decoded.npy", decoded)
+print(json.dumps({"metadata": json.loads(meta), "corrupt_error": corrupt_error,
+                  "dcae_modules": sorted(
+    m for m in sys.modules if m.split(".")[0] == "dcae_tf")}))
+"""
+
+# Dies (os._exit, no cleanup) in the middle of save_versioned, after the
+# SavedModel is written into the .tmp dir and before the rename.
+CRASH_MID_SAVE_SCRIPT = """
+import os, sys
+from dcae_tf import export
+from tests import serving_fakes
+export._write_metadata = lambda *args: os._exit(3)
+export.save_versioned(serving_fakes.FakePngCodec(), sys.argv[1])
+"""
+
+
+def _run_python(script, *args, cwd):
+  env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run([sys.executable, "-c", script, *map(str, args)],
+                        cwd=cwd, env=env, capture_output=True, text=True,
+                        timeout=SUBPROCESS_TIMEOUT_SECONDS, check=False)
+
+
+@pytest.fixture(name="base", scope="module")
+def fixture_base(tmp_path_factory):
+  """A model base path with version 1 of the fake codec, and the codec."""
+  base = tmp_path_factory.mktemp("export") / "model"
+  codec = serving_fakes.FakePngCodec()
+  export.save_versioned(codec, str(base))
+  return str(base), codec
+
+
+def _check_fresh_load(version_dir, image, bitstream, decoded, metadata, tmp):
+  """Runs an export in a fresh TF+TFC-only process; compares the outputs."""
+  np.save(tmp / "image.npy", image)
+  result = _run_python(FRESH_LOAD_SCRIPT, version_dir, tmp / "image.npy", tmp,
+                       cwd=tmp)
+  assert result.returncode == 0, result.stderr[-2000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  assert report["dcae_modules"] == []
+  assert report["metadata"] == metadata
+  assert report["corrupt_error"] == "InvalidArgumentError"
+  assert (tmp / "bitstream").read_bytes() == bitstream
+  np.testing.assert_array_equal(np.load(tmp / "decoded.npy"), decoded)
+
+
+def test_exported_round_trip_matches_module(base):
+  base, codec = base
+  exported = export.load_exported(base)
+  assert exported.version == 1
+  assert exported.path == os.path.join(base, "1")
+  image = serving_fakes.make_image(20, 30)
+  data = exported.compress(image)
+  assert isinstance(data, bytes)
+  assert data == codec.compress(tf.constant(image)).numpy()
+  decoded = exported.decompress(data)
+  assert decoded.dtype == np.uint8 and decoded.shape == image.shape
+  np.testing.assert_array_equal(
+      decoded, codec.decompress(tf.constant(data)).numpy())
+  expected_metadata = json.loads(json.dumps(dict(codec.metadata)))
+  assert exported.metadata == expected_metadata
+  with open(os.path.join(base, "1", export.METADATA_FILENAME)) as f:
+    assert json.load(f) == expected_metadata
+
+
+def test_signatures_have_contract_names(base):
+  defs = export.load_exported(base[0]).signature_defs
+  export.check_signature_defs(defs, "test")
+  compress, decompress = defs[export.COMPRESS], defs[export.DECOMPRESS]
+  assert compress.inputs["image"].dtype == tf.uint8.as_datatype_enum
+  assert [d.size for d in compress.inputs["image"].tensor_shape.dim] == [
+      -1, -1, 3]
+  assert compress.outputs["bitstream"].dtype == tf.string.as_datatype_enum
+  assert not compress.outputs["bitstream"].tensor_shape.dim
+  assert decompress.inputs["bitstream"].dtype == tf.string.as_datatype_enum
+  assert list(defs[export.METADATA].outputs) == ["json"]
+  assert not defs[export.METADATA].inputs
+
+
+def test_loads_in_fresh_process_without_dcae_tf(base, tmp_path):
+  exported = export.load_exported(base[0])
+  image = serving_fakes.make_image(17, 33, seed=4)
+  bitstream = exported.compress(image)
+  _check_fresh_load(exported.path, image, bitstream,
+                    exported.decompress(bitstream), exported.metadata,
+                    tmp_path)
+
+
+@pytest.mark.slow
+@needs_real_codec
+def test_real_codec_export_loads_in_fresh_process(tmp_path):
+  """The tiny DCAE's export runs with TF + TFC only, bit-identically.
+
+  Compared with the in-process codec (whose traces the export reuses), not
+  with a second in-process load: loading a DCAE SavedModel is the slow part.
+  """
+  codec = serving_fakes.make_codec("tiny")
+  image = serving_fakes.make_image(19, 35, seed=5)
+  bitstream = codec.compress(tf.constant(image)).numpy()
+  decoded = codec.decompress(tf.constant(bitstream)).numpy()
+  version_dir = export.save_versioned(codec, str(tmp_path / "tiny"))
+  assert os.listdir(tmp_path / "tiny") == ["1"]
+  with open(os.path.join(version_dir, export.METADATA_FILENAME)) as f:
+    metadata = json.load(f)
+  assert metadata["fingerprint"] == codec.metadata["fingerprint"]
+  _check_fresh_load(version_dir, image, bitstream, decoded, metadata,
+                    tmp_path)
+
+
+def test_versions_count_up_and_ignore_tmp_and_other_dirs(tmp_path):
+  base = str(tmp_path / "m")
+  codec = serving_fakes.FakePngCodec()
+  assert export.list_versions(base) == []
+  assert export.save_versioned(codec, base) == os.path.join(base, "1")
+  os.makedirs(os.path.join(base, ".tmp-99"))
+  os.makedirs(os.path.join(base, "notes"))
+  assert export.save_versioned(codec, base, version=7) == os.path.join(base,
+                                                                       "7")
+  assert export.save_versioned(codec, base) == os.path.join(base, "8")
+  assert export.list_versions(base) == [1, 7, 8]
+  assert export.load_exported(base).version == 8
+  assert export.load_exported(os.path.join(base, "7")).version == 7
+  with pytest.raises(export.ExportError, match="version 7 already exists"):
+    export.save_versioned(codec, base, version=7)
+  # No temporary directory of ours is left behind.
+  assert sorted(os.listdir(base)) == [".tmp-99", "1", "7", "8", "notes"]
+
+
+def test_failed_save_leaves_nothing(tmp_path):
+  class BrokenCodec(serving_fakes.FakePngCodec):
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def decompress(self, bitstream):
+      raise RuntimeError("broken while tracing")
+
+  base = str(tmp_path / "m")
+  with pytest.raises(RuntimeError, match="broken while tracing"):
+    export.save_versioned(BrokenCodec(), base)
+  assert os.listdir(base) == []
+
+
+def test_crash_mid_save_leaves_no_version(tmp_path):
+  base = tmp_path / "m"
+  export.save_versioned(serving_fakes.FakePngCodec(), str(base))
+  result = _run_python(CRASH_MID_SAVE_SCRIPT, base, cwd=REPO_ROOT)
+  assert result.returncode == 3, result.stderr[-2000:]
+  tmp_dirs = [d for d in os.listdir(base) if d.startswith(export.TMP_PREFIX)]
+  # The crash happened with a complete-looking SavedModel in the tmp dir...
+  assert len(tmp_dirs) == 1
+  assert export.is_complete(str(base / tmp_dirs[0]))
+  # ...which never counts as a version.
+  assert export.list_versions(str(base)) == [1]
+  assert export.load_exported(str(base)).version == 1
+  assert export.save_versioned(serving_fakes.FakePngCodec(), str(base)) == (
+      str(base / "2"))
+
+
+def test_load_errors_are_clear(tmp_path):
+  with pytest.raises(FileNotFoundError, match="no such export"):
+    export.load_exported(str(tmp_path / "missing"))
+  empty = tmp_path / "empty"
+  (empty / "5" / "variables").mkdir(parents=True)  # Incomplete version.
+  with pytest.raises(export.ExportError, match="no versions under"):
+    export.load_exported(str(empty))
+
+  class Other(tf.Module):
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.float32)])
+    def double(self, x):
+      return 2 * x
+
+  other = Other()
+  tf.saved_model.save(other, str(tmp_path / "other" / "1"),
+                      signatures={"serving_default": other.double})
+  with pytest.raises(export.ExportError,
+                     match="not a DCAE export .no metadata.json"):
+    export.load_exported(str(tmp_path / "other"))
+  # With a metadata.json it loads, and is refused for its signatures.
+  (tmp_path / "other" / "1" / export.METADATA_FILENAME).write_text("{}")
+  with pytest.raises(export.ExportError,
+                     match="not a DCAE export .no 'compress' signature"):
+    export.load_exported(str(tmp_path / "other"))
+
+
+def test_bad_module_and_inputs_are_refused(tmp_path):
+  with pytest.raises(export.ExportError, match="no callable `compress`"):
+    export.save_versioned(tf.Module(), str(tmp_path / "m"))
+  codec = serving_fakes.FakePngCodec()
+  export.save_versioned(codec, str(tmp_path / "m"))
+  exported = export.load_exported(str(tmp_path / "m"))
+  with pytest.raises(ValueError, match="image must be uint8, got float32"):
+    exported.compress(np.zeros([4, 4, 3], np.float32))
+  with pytest.raises(ValueError, match=r"shape \[H, W, 3\]"):
+    exported.compress(np.zeros([4, 4], np.uint8))
+  with pytest.raises(ValueError, match="Unknown image file format"):
+    exported.decompress(b"not a png")

@@ -1,0 +1,289 @@
+"""Training end to end: real DCAE ("tiny"), real files, real subprocesses.
+
+The model pads to multiples of 128, so 128x128 crops cost no more than
+smaller ones. Every training process spends most of its time tracing the
+train step once; the tests therefore run few, short processes, in parallel
+where they are independent (2 cores).
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dcae_tf import training
+from tests.test_data import write_images
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_PY = os.path.join(REPO, "bin", "train.py")
+CROP = 128
+# Startup (tracing the train step) dominates; generous on a shared machine.
+PROCESS_TIMEOUT = 600
+
+# Runs training.train(TrainConfig(**json)) in a fresh process, optionally
+# over N logical CPU devices (must be set before TF initializes), and dumps
+# the model and optimizer variables.
+RUNNER = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+args = json.loads(sys.argv[1])
+cpus = args.pop("logical_cpus", 0)
+dump = args.pop("dump", None)
+if cpus:
+  tf.config.set_logical_device_configuration(
+      tf.config.list_physical_devices("CPU")[0],
+      [tf.config.LogicalDeviceConfiguration()] * cpus)
+from dcae_tf import training
+result = training.train(training.TrainConfig(**args))
+if dump:
+  values = [v.numpy() for v in result.model.weights]
+  values += [v.numpy() for v in result.optimizer.variables]
+  np.savez(dump, *values)
+  with open(dump + ".json", "w") as f:
+    json.dump({"step": result.step, "train": result.train_metrics}, f)
+"""
+
+
+def _env(**extra):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO,
+             CUDA_VISIBLE_DEVICES="")
+  env.pop("TF_CONFIG", None)
+  env.update(extra)
+  return env
+
+
+def _start_runner(args, log_path, **env):
+  log = open(log_path, "w")
+  return subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(args)],
+                          stdout=log, stderr=subprocess.STDOUT,
+                          env=_env(**env), cwd=REPO)
+
+
+def _wait(procs, logs):
+  for proc, log in zip(procs, logs):
+    try:
+      proc.wait(timeout=PROCESS_TIMEOUT)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+    assert proc.returncode == 0, open(log).read()[-3000:]
+
+
+def _load_dump(path):
+  with np.load(path) as f:
+    arrays = [f[f"arr_{i}"] for i in range(len(f.files))]
+  with open(path + ".json") as f:
+    return arrays, json.load(f)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+  root = tmp_path_factory.mktemp("images")
+  write_images(str(root / "train"), count=8, size=(144, 160), seed=0)
+  write_images(str(root / "val"), count=2, size=(128, 128), seed=1,
+               corrupt=False, small=False)
+  return str(root / "train" / "**" / "*"), str(root / "val")
+
+
+def _config(model_path, train_glob, **kw):
+  args = dict(model_path=str(model_path), lmbda=0.01, preset="tiny",
+              train_glob=train_glob, batch_size=4, crop_size=CROP,
+              verbose=False)
+  args.update(kw)
+  return args
+
+
+def test_empty_glob_is_a_clear_cli_error(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, TRAIN_PY, "--lmbda", "0.01", "--preset", "tiny",
+       "--train_glob", str(tmp_path / "**" / "*.png"),
+       "--model_path", str(tmp_path / "run")],
+      capture_output=True, text=True, env=_env(), timeout=120)
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("train.py: error: no image files")
+  assert "Traceback" not in proc.stderr
+
+
+def test_missing_required_flag_is_a_usage_error(tmp_path):
+  proc = subprocess.run([sys.executable, TRAIN_PY, "--preset", "tiny"],
+                        capture_output=True, text=True, env=_env(),
+                        timeout=120)
+  assert proc.returncode != 0
+  assert "--lmbda" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_validation_loss_falls(tmp_path, images):
+  train_glob, val_glob = images
+  cfg = training.TrainConfig(**_config(
+      tmp_path / "run", train_glob, val_glob=val_glob, steps=120,
+      validate_every=60, checkpoint_every=1000, log_every=20,
+      learning_rate=1e-3, lr_decay_step=100))
+  result = training.train(cfg)
+  steps = [s for s, _ in result.val_history]
+  assert steps == [0, 60, 120]
+  losses = [m["loss"] for _, m in result.val_history]
+  psnrs = [m["psnr"] for _, m in result.val_history]
+  assert losses[2] < losses[1] < losses[0]
+  assert losses[2] < 0.5 * losses[0]
+  assert psnrs[2] > psnrs[0] + 3.0
+  # Final checkpoint, meta and TensorBoard logs are in the model directory.
+  assert result.step == 120
+  assert result.checkpoint.endswith("ckpt-120")
+  with open(tmp_path / "run" / "model.json") as f:
+    meta = json.load(f)
+  assert meta["preset"] == "tiny" and meta["step"] == 120
+  assert meta["lmbda"] == 0.01 and meta["metric"] == "mse"
+  assert meta["config"]["latent_channels"] == 40
+  tags = set()
+  for sub in ("train", "validation"):
+    for event_file in tf.io.gfile.glob(str(tmp_path / "run" / sub / "*")):
+      for event in tf.compat.v1.train.summary_iterator(event_file):
+        tags.update(v.tag for v in event.summary.value)
+  assert {"loss", "bpp", "bpp_y", "bpp_z", "mse", "psnr", "learning_rate",
+          "images_per_second", "original_vs_reconstruction"} <= tags
+
+
+@pytest.mark.slow
+def test_mirrored_two_devices_match_one_device(tmp_path, images):
+  """Same global batch on 1 and on 2 replicas -> the same update.
+
+  Deterministic rate terms (straight-through rounding instead of noise) make
+  both runs see identical losses; clip_norm is small so that clipping is
+  active, which would differ if a replica clipped its own partial gradient.
+  The Adam moments are compared too: they reveal a wrongly scaled gradient
+  that Adam's normalized update would hide.
+  """
+  train_glob, _ = images
+  common = dict(steps=3, deterministic=True, clip_norm=0.05,
+                learning_rate=1e-3, checkpoint_every=1000)
+  procs, logs, dumps = [], [], []
+  for name, cpus, strategy in (("one", 0, "default"),
+                               ("two", 2, "mirrored")):
+    dump = str(tmp_path / f"{name}.npz")
+    args = _config(tmp_path / name, train_glob, strategy=strategy, dump=dump,
+                   logical_cpus=cpus, **common)
+    logs.append(str(tmp_path / f"{name}.log"))
+    procs.append(_start_runner(args, logs[-1]))
+    dumps.append(dump)
+  _wait(procs, logs)
+  assert "over 2 replica(s)" in open(logs[1]).read()
+  (one, one_meta), (two, two_meta) = map(_load_dump, dumps)
+  assert one_meta["step"] == two_meta["step"] == 3
+  for key in ("loss", "bpp", "mse"):
+    assert one_meta["train"][key] == pytest.approx(two_meta["train"][key],
+                                                   rel=1e-4)
+  # Clipping was active (the norm before clipping exceeded clip_norm).
+  assert one_meta["train"]["grad_norm"] > 0.05
+  assert len(one) == len(two)
+  for a, b in zip(one, two):
+    scale = max(float(np.abs(a).max()), 1e-12)
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale)
+
+
+def _free_ports(n):
+  socks = [socket.socket() for _ in range(n)]
+  for s in socks:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in socks]
+  for s in socks:
+    s.close()
+  return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_ends_with_identical_weights(tmp_path, images):
+  train_glob, _ = images
+  workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+  model_path = tmp_path / "run"
+  procs, logs, dumps = [], [], []
+  for index in range(2):
+    tf_config = json.dumps({"cluster": {"worker": workers},
+                            "task": {"type": "worker", "index": index}})
+    dump = str(tmp_path / f"worker{index}.npz")
+    args = _config(model_path, train_glob, strategy="multi_worker", steps=3,
+                   checkpoint_every=2, dump=dump)
+    logs.append(str(tmp_path / f"worker{index}.log"))
+    procs.append(_start_runner(args, logs[-1], TF_CONFIG=tf_config))
+    dumps.append(dump)
+  _wait(procs, logs)
+  (w0, meta0), (w1, meta1) = map(_load_dump, dumps)
+  assert meta0["step"] == meta1["step"] == 3
+  assert "over 2 replica(s)" in open(logs[0]).read()
+  for a, b in zip(w0, w1):
+    np.testing.assert_array_equal(a, b)
+  # Only the chief (worker 0) wrote to the model directory.
+  assert tf.train.latest_checkpoint(str(model_path)).endswith("ckpt-3")
+  names = sorted(os.listdir(model_path))
+  assert all(n.startswith(("ckpt-", "checkpoint", "model.json", "train",
+                           "validation")) for n in names), names
+  reader = tf.train.load_checkpoint(str(model_path))
+  assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 3
+
+
+def _checkpoint_step(model_path):
+  latest = tf.train.latest_checkpoint(str(model_path))
+  if not latest:
+    return 0
+  return int(tf.train.load_checkpoint(latest).get_tensor(
+      "step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(tmp_path, images):
+  train_glob, _ = images
+  model_path = tmp_path / "run"
+  cmd = [sys.executable, TRAIN_PY, "--lmbda", "0.01", "--preset", "tiny",
+         "--train_glob", train_glob, "--model_path", str(model_path),
+         "--batch_size", "2", "--crop_size", str(CROP),
+         "--checkpoint_every", "2", "--log_every", "2"]
+  log1 = open(tmp_path / "first.log", "w")
+  proc = subprocess.Popen(cmd + ["--steps", "100000"], stdout=log1,
+                          stderr=subprocess.STDOUT, env=_env())
+  deadline = time.time() + PROCESS_TIMEOUT
+  try:
+    # Kill it right after its second checkpoint, likely while it writes
+    # summaries or the next checkpoint.
+    while (not os.path.exists(model_path / "ckpt-4.index") and
+           time.time() < deadline and proc.poll() is None):
+      time.sleep(0.2)
+    time.sleep(0.3)
+    assert proc.poll() is None, open(tmp_path / "first.log").read()[-3000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == -signal.SIGKILL
+  killed_at = _checkpoint_step(model_path)
+  assert killed_at >= 4 and killed_at % 2 == 0
+  # The newest checkpoint restores completely.
+  restored = tf.train.load_checkpoint(tf.train.latest_checkpoint(
+      str(model_path)))
+  assert any(k.startswith("model/") for k in
+             restored.get_variable_to_shape_map())
+  # Leftovers of an interrupted write are ignored / cleaned up.
+  (model_path / f"ckpt-{killed_at + 1}_temp").mkdir()
+  (model_path / f"ckpt-{killed_at + 1}_temp" / "part-00000").write_bytes(
+      b"\x00" * 10)
+
+  proc = subprocess.run(cmd + ["--steps", str(killed_at + 2)],
+                        capture_output=True, text=True, env=_env(),
+                        timeout=PROCESS_TIMEOUT)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f"at step {killed_at}" in proc.stderr
+  assert "resumed from" in proc.stderr
+  assert _checkpoint_step(model_path) == killed_at + 2
+  assert tf.train.latest_checkpoint(str(model_path)).endswith(
+      f"ckpt-{killed_at + 2}")
+  assert not (model_path / f"ckpt-{killed_at + 1}_temp").exists()
+  with open(model_path / "model.json") as f:
+    assert json.load(f)["step"] == killed_at + 2

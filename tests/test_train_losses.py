@@ -1,0 +1,107 @@
+"""Rate-distortion loss, learning-rate schedule and training config checks."""
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dcae_tf import losses
+from dcae_tf import training
+
+
+def _out(x_hat, bpp_y, bpp_z):
+  b = x_hat.shape[0]
+  return {"x_hat": x_hat, "bpp_y": tf.fill([b], bpp_y),
+          "bpp_z": tf.fill([b], bpp_z), "bpp": tf.fill([b], bpp_y + bpp_z)}
+
+
+def test_mse_loss_has_the_official_scaling():
+  x = tf.random.stateless_uniform([2, 32, 32, 3], seed=[1, 2])
+  x_hat = x + 0.1
+  metrics = losses.RateDistortionLoss(0.0067, "mse")(x, _out(x_hat, 0.5, 0.1))
+  for v in metrics.values():
+    assert v.shape == (2,)
+  np.testing.assert_allclose(metrics["mse"], 0.01, rtol=1e-4)
+  np.testing.assert_allclose(metrics["bpp"], 0.6, rtol=1e-6)
+  np.testing.assert_allclose(metrics["loss"], 0.6 + 0.0067 * 255**2 * 0.01,
+                             rtol=1e-4)
+  np.testing.assert_allclose(metrics["psnr"], 20.0, rtol=1e-4)
+  assert "ms_ssim" not in metrics
+
+
+def test_ms_ssim_loss_full_scales_at_256():
+  x = tf.random.stateless_uniform([2, 256, 256, 3], seed=[3, 4])
+  x_hat = tf.clip_by_value(
+      x + 0.05 * tf.random.stateless_normal(x.shape, seed=[5, 6]), 0, 1)
+  metrics = losses.RateDistortionLoss(8.73, "ms-ssim")(x, _out(x_hat, .3, .0))
+  expected = tf.image.ssim_multiscale(x, x_hat, 1.0)
+  np.testing.assert_allclose(metrics["ms_ssim"], expected, rtol=1e-6)
+  np.testing.assert_allclose(metrics["loss"], 0.3 + 8.73 * (1 - expected),
+                             rtol=1e-5)
+
+
+def test_ms_ssim_small_crops_use_fewer_scales():
+  assert losses.ms_ssim_scales(256) == 5
+  assert losses.ms_ssim_scales(161) == 5
+  assert losses.ms_ssim_scales(160) == 4
+  assert losses.ms_ssim_scales(128) == 4
+  assert losses.ms_ssim_scales(64) == 3
+  factors = losses.ms_ssim_power_factors(128)
+  assert len(factors) == 4 and math.isclose(sum(factors), 1.0)
+  x = tf.random.stateless_uniform([1, 128, 128, 3], seed=[7, 8])
+  value = losses.ms_ssim(x, x * 0.9)
+  assert 0.0 < float(value[0]) < 1.0
+  np.testing.assert_allclose(losses.ms_ssim(x, x), [1.0], rtol=1e-6)
+  with pytest.raises(ValueError, match="at least 21 px"):
+    losses.ms_ssim_power_factors(16)
+
+
+def test_ms_ssim_is_differentiable():
+  x = tf.random.stateless_uniform([1, 128, 128, 3], seed=[1, 1])
+  x_hat = tf.Variable(x * 0.8)
+  loss_fn = losses.RateDistortionLoss(1.0, "ms-ssim")
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(loss_fn(x, _out(x_hat, .1, .1))["loss"])
+  grad = tape.gradient(loss, x_hat)
+  assert np.all(np.isfinite(grad.numpy())) and np.abs(grad.numpy()).max() > 0
+
+
+@pytest.mark.parametrize("lmbda,metric,message", [
+    (0.01, "l1", "metric must be"), (0.0, "mse", "positive"),
+    (float("nan"), "mse", "positive"), (-1.0, "ms-ssim", "positive")])
+def test_bad_loss_arguments(lmbda, metric, message):
+  with pytest.raises(ValueError, match=message):
+    losses.RateDistortionLoss(lmbda, metric)
+
+
+def test_step_decay_schedule():
+  cfg = training.TrainConfig(model_path="x", lmbda=0.01, train_glob="x",
+                             steps=1000)
+  assert cfg.decay_step == 920  # epoch 46 of 50
+  schedule = training.StepDecay(1e-4, cfg.decay_step)
+  assert float(schedule(919)) == pytest.approx(1e-4)
+  assert float(schedule(920)) == pytest.approx(1e-5)
+  assert schedule.value(919) == pytest.approx(1e-4)
+  assert schedule.value(5000) == pytest.approx(1e-5)
+  cfg.lr_decay_step = 0
+  assert cfg.decay_step is None
+  assert float(training.StepDecay(1e-4, None)(10**9)) == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"train_glob": None}, "exactly one of train_glob or tfds_dataset"),
+    ({"tfds_dataset": "x"}, "exactly one"),
+    ({"metric": "psnr"}, "metric must be"),
+    ({"strategy": "tpu"}, "strategy must be"),
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"preset": "huge"}, "unknown preset"),
+    ({"small_images": "crop"}, "small_images must be"),
+    ({"metric": "ms-ssim", "crop_size": 16}, "MS-SSIM needs"),
+    ({"clip_norm": -1.0}, "clip_norm"),
+])
+def test_bad_training_config(changes, message):
+  cfg = training.TrainConfig(model_path="x", lmbda=0.01, train_glob="x")
+  for k, v in changes.items():
+    setattr(cfg, k, v)
+  with pytest.raises(ValueError, match=message):
+    cfg.validate()
