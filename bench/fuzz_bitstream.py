@@ -2,7 +2,8 @@
 
 Mutates valid bitstreams (truncations, bit flips, byte insertions and
 deletions, splices of two bitstreams, header field rewrites with and without
-a re-sealed checksum, random bytes) and checks that every mutation either
+a re-sealed checksum, payload bit flips behind a re-sealed checksum, random
+bytes) and checks that every mutation either
 raises InvalidArgumentError or decodes to exactly the original. Prints the
 count of each outcome and the throughput.
 
@@ -27,8 +28,11 @@ import time
 import numpy as np
 
 MUTATIONS = ("truncate", "bit_flip", "insert", "delete", "splice",
-             "rewrite", "rewrite_sealed", "random", "random_magic",
-             "append")
+             "rewrite", "rewrite_sealed", "payload_sealed", "random",
+             "random_magic", "append")
+# Mutations that re-seal the checksum: forged streams the checksum cannot
+# catch, which may decode (to an image of the declared size).
+SEALED = ("rewrite_sealed", "payload_sealed")
 DEFAULT_SEED = 20250601
 SEED_ENV = "DCAE_FUZZ_SEED"
 # Outcomes.
@@ -149,6 +153,16 @@ class Mutator:
       out = data[:offset] + value + data[offset + size:]
       if kind == "rewrite_sealed":
         out = reseal(out, self._tf)
+    elif kind == "payload_sealed":
+      # Damage behind a valid checksum reaches the range decoder itself.
+      _, checksum_offset, checksum_size = self.fields[index][-1]
+      start = checksum_offset + checksum_size
+      buf = bytearray(data)
+      if start < n:
+        for _ in range(int(rng.integers(1, 4))):
+          pos = int(rng.integers(start, n))
+          buf[pos] ^= 1 << int(rng.integers(0, 8))
+      out = reseal(bytes(buf), self._tf)
     elif kind == "random":
       out = self._rand_bytes(int(rng.integers(0, 2 * n)))
     elif kind == "random_magic":
@@ -309,7 +323,7 @@ def main(argv=None):
     outcome, seconds, detail = classify(
         runs[index], corpus[index], mutated, expected[index], same,
         args.time_limit)
-    if outcome == WRONG and kind == "rewrite_sealed":
+    if outcome == WRONG and kind in SEALED:
       # A forged (re-sealed) bitstream may legitimately decode to something
       # else, e.g. string lengths moved around: the checksum is no MAC.
       outcome = VALID

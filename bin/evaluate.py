@@ -29,6 +29,9 @@ flags.DEFINE_enum("bd_method", bd.DEFAULT_METHOD, bd.BD_METHODS,
                   "Interpolation of the Bjontegaard deltas.")
 flags.DEFINE_integer("max_images", None, "Only the first N images.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_bool("model_cards", False, "Write each model's card "
+                  "(model_card.json, MODEL_CARD.md) next to its versions "
+                  "from this run.")
 FLAGS = flags.FLAGS
 
 
@@ -38,7 +41,8 @@ def main(argv):
       anchors=FLAGS.anchors, qualities=FLAGS.qualities,
       recursive=FLAGS.recursive, bd_method=FLAGS.bd_method,
       paper_points=FLAGS.paper_dataset if FLAGS.paper_points else None,
-      max_images=FLAGS.max_images, progress=FLAGS.progress)
+      max_images=FLAGS.max_images, progress=FLAGS.progress,
+      model_cards=FLAGS.model_cards)
 
 
 if __name__ == "__main__":

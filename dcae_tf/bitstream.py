@@ -479,7 +479,9 @@ def error_message(error):
     return " ".join(text.split())
   lines = [_NODE_RE.sub("", line).strip() for line in text.splitlines()]
   lines = [l for l in lines if l and not l.startswith(
-      ("Graph execution error", "Detected at node", "File "))]
+      ("Graph execution error", "Detected at node", "File ",
+       # A loaded SavedModel's errors put this line before the message.
+       "<stack traces unavailable>"))]
   text = lines[0] if lines else text.strip()
   text = re.sub(r"\s*\[Op:[^\]]*\]$", "", text)
   return text

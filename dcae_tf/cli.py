@@ -4,6 +4,8 @@
   dcae-tf decompress photo.png.dcae          # -> photo.png.dcae.png
   dcae-tf --target_bpp 0.3 compress photos/  # every image in a folder
   dcae-tf models                             # what is in --models_dir
+  dcae-tf evaluate kodak/ --output results/  # RD against JPEG, WebP, ...
+  dcae-tf --server localhost:8500 --model NAME compress photo.png
 
 Models are exports under --models_dir (`saved_models/NAME/<version>/`, see
 dcae_tf/export.py); --model takes a name there or a path. Decompression
@@ -37,7 +39,11 @@ from dcae_tf import bitstream
 from dcae_tf import io as dio
 
 PROG = "dcae-tf"
-DEFAULT_MODELS_DIR = "saved_models"
+MODELS_DIR_NAME = "saved_models"
+MODELS_DIR_ENV = "DCAE_TF_MODELS_DIR"
+# In a models directory: the name of the model used when several are there
+# and neither --model nor --target_bpp chooses.
+DEFAULT_MODEL_FILE = "DEFAULT"
 BITSTREAM_EXTENSION = ".dcae"
 IMAGE_EXTENSION = ".png"
 MODEL_CARD = "model_card.json"
@@ -45,6 +51,8 @@ EXPORT_METADATA = "metadata.json"
 SAVED_MODEL_FILE = "saved_model.pb"
 DEBUG_ENV = "DCAE_TF_DEBUG"
 EXIT_FAILURE = 1
+# Per request with --server: a large image on the paper model takes a while.
+SERVER_TIMEOUT_SECONDS = 120.0
 EXIT_INTERRUPTED = 130
 BITS_PER_BYTE = 8
 _GLOB_CHARS = "*?["
@@ -137,6 +145,33 @@ class ModelInfo:
             sum(bpp) / 2 if bpp else float("inf"), self.name)
 
 
+def default_models_dir():
+  """$DCAE_TF_MODELS_DIR, else ./saved_models, else the shipped models.
+
+  The shipped models live in the repository's saved_models/, beside the
+  package (an editable install), so `dcae-tf compress photo.png` works from
+  any directory.
+  """
+  if os.environ.get(MODELS_DIR_ENV):
+    return os.environ[MODELS_DIR_ENV]
+  if os.path.isdir(MODELS_DIR_NAME):
+    return MODELS_DIR_NAME
+  shipped = os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))), MODELS_DIR_NAME)
+  return shipped if os.path.isdir(shipped) else MODELS_DIR_NAME
+
+
+def _default_model(models_dir, models):
+  """The model named in models_dir/DEFAULT, if that file names one."""
+  try:
+    with open(os.path.join(models_dir, DEFAULT_MODEL_FILE),
+              encoding="utf-8") as f:
+      name = f.read().strip()
+  except OSError:
+    return None
+  return next((m for m in models if m.dir_name == name), None)
+
+
 def list_models(models_dir):
   """ModelInfo of every export under `models_dir`, by name."""
   if not os.path.isdir(models_dir):
@@ -162,6 +197,9 @@ def resolve_model(flags, model=None):
     models = list_models(flags.models_dir)
     if len(models) == 1:
       return models[0]
+    default = _default_model(flags.models_dir, models)
+    if default is not None:
+      return default
     if not models:
       raise CliError(f"no models in {flags.models_dir}")
     raise CliError(f"{len(models)} models in {flags.models_dir} "
@@ -193,6 +231,8 @@ def get_codec(flags, model=None):
   are cached, so a folder loads each model once. A remote-server branch
   belongs here.
   """
+  if getattr(flags, "server", None):
+    return _remote_codec(flags, model)
   info = resolve_model(flags, model)
   key = os.path.realpath(info.version_dir)
   if key not in _CODECS:
@@ -205,6 +245,27 @@ def get_codec(flags, model=None):
   return _CODECS[key]
 
 
+def _remote_codec(flags, model=None):
+  """The codec of a model served at --server (TF Serving's gRPC API).
+
+  The model is named by --model (or `model`); nothing is loaded locally.
+  """
+  model = model or flags.model
+  name = model.dir_name if isinstance(model, ModelInfo) else model
+  if not name:
+    raise CliError("with --server, name the served model with --model NAME")
+  key = ("grpc", flags.server, name)
+  if key not in _CODECS:
+    _import_tf()
+    from dcae_tf.serving import client  # pylint: disable=import-outside-toplevel
+    try:
+      _CODECS[key] = client.remote_codec(
+          flags.server, name, timeout=flags.server_timeout)
+    except ValueError as e:
+      raise CliError(str(e)) from None
+  return _CODECS[key]
+
+
 # --- compress / decompress ---------------------------------------------------
 
 def _codec_call(fn, *args):
@@ -214,6 +275,13 @@ def _codec_call(fn, *args):
     return fn(*args)
   except tf.errors.OpError as e:
     raise ValueError(bitstream.error_message(e)) from None
+  except Exception as e:  # pylint: disable=broad-except
+    # A failed RPC of a --server codec (dcae_tf.serving.client.ServingError)
+    # is a one-line failure of this file like a local codec error.
+    client = sys.modules.get("dcae_tf.serving.client")
+    if client is not None and isinstance(e, client.ServingError):
+      raise ValueError(str(e)) from None
+    raise
 
 
 def _read_image(path, flags):
@@ -313,7 +381,10 @@ def decompress_file(flags, path, out):
   if pixels > flags.max_pixels:
     raise ValueError(f"{path}: image {header['height']}x{header['width']} "
                      f"exceeds --max_pixels {flags.max_pixels}")
-  if flags.model:
+  if getattr(flags, "server", None):
+    # The server's decoder checks the header's model itself.
+    info = flags.model or header["model_name"]
+  elif flags.model:
     info = resolve_model(flags)
     # The export's metadata.json says who it is without loading TensorFlow.
     meta = info.meta if "fingerprint" in info.meta else get_codec(
@@ -332,9 +403,27 @@ def decompress_file(flags, path, out):
   except ValueError as e:
     raise ValueError(f"{path}: {e}") from None
   dio.write_image(out, image)
+  quality = _compare(flags, image, data)
   _print(f"{path} -> {out}: {image.shape[1]}x{image.shape[0]} "
-         f"(model {header['model_name']})")
+         f"(model {header['model_name']}){quality}")
   return len(data), os.path.getsize(out), _bpp(data, image)
+
+
+def _compare(flags, image, data):
+  """', X bpp, PSNR Y dB, MS-SSIM Z dB against --compare_to' or ''."""
+  reference_path = getattr(flags, "compare_to", None)
+  if not reference_path:
+    return ""
+  reference = _read_image(reference_path, flags)
+  if reference.shape != image.shape:
+    raise ValueError(f"--compare_to {reference_path} is "
+                     f"{reference.shape[1]}x{reference.shape[0]}, the decoded "
+                     f"image {image.shape[1]}x{image.shape[0]}")
+  from dcae_tf.evaluation import metrics  # pylint: disable=import-outside-toplevel
+  return (f", {_bpp(data, image):.4f} bpp, PSNR "
+          f"{metrics.psnr(reference, image):.2f} dB, MS-SSIM "
+          f"{metrics.msssim_db(metrics.msssim(reference, image)):.2f} dB "
+          f"against {reference_path}")
 
 
 def _read_bytes(path):
@@ -431,8 +520,23 @@ def run_compress(flags):
 
 
 def run_decompress(flags):
+  if flags.compare_to and expand_inputs(flags.input,
+                                        (BITSTREAM_EXTENSION,))[1]:
+    raise CliError("--compare_to takes one bitstream, not a folder or glob")
   return _run_files(flags, decompress_file, (BITSTREAM_EXTENSION,),
                     IMAGE_EXTENSION, "decompressed")
+
+
+def run_evaluate(flags):
+  _import_tf()
+  from dcae_tf.evaluation import runner  # pylint: disable=import-outside-toplevel
+  models = flags.models or [m.path for m in list_models(flags.models_dir)]
+  kwargs = {}
+  if flags.anchors is not None:
+    kwargs["anchors"] = [a for a in flags.anchors.split(",") if a]
+  return runner.main(models, flags.images, flags.output, **kwargs,
+                     paper_points=flags.paper_points,
+                     model_cards=flags.model_cards)
 
 
 def _fmt(value, spec=""):
@@ -503,13 +607,16 @@ def _add_options(parser, defaults):
   def default(value):
     return value if defaults else argparse.SUPPRESS
   parser.add_argument(
-      "--models_dir", default=default(DEFAULT_MODELS_DIR),
-      help="folder of exported models (saved_models/NAME/VERSION/).")
+      "--models_dir", default=default(default_models_dir()),
+      help=f"folder of exported models (NAME/VERSION/); default "
+           f"${MODELS_DIR_ENV}, else ./{MODELS_DIR_NAME}, else the shipped "
+           "models.")
   parser.add_argument(
       "--model", default=default(None),
       help="model name under --models_dir, or path of an export. Default: "
-           "the only model there (compress) / the model named in the "
-           "bitstream (decompress).")
+           f"the only model there, or the one named in its {DEFAULT_MODEL_FILE}"
+           " file (compress) / the model named in the bitstream "
+           "(decompress).")
   parser.add_argument(
       "--target_bpp", type=float, default=default(None),
       help="compress each image with the model whose bpp on it is closest "
@@ -521,6 +628,15 @@ def _add_options(parser, defaults):
       "--metric", default=default(None),
       help="with --target_bpp: only models trained for this metric "
            "(mse, ms-ssim).")
+  parser.add_argument(
+      "--server", default=default(None), metavar="HOST:PORT",
+      help="compress / decompress on a model server speaking TF Serving's "
+           "gRPC API (dcae-tf-server or tensorflow_model_server) instead of "
+           "loading the model here; --model names the served model "
+           "(decompress: default the model named in the bitstream).")
+  parser.add_argument(
+      "--server_timeout", type=float, default=default(SERVER_TIMEOUT_SECONDS),
+      help="seconds per request with --server.")
   parser.add_argument(
       "--max_pixels", type=int, default=default(dio.DEFAULT_MAX_PIXELS),
       help="largest height*width accepted, for images and bitstreams "
@@ -555,7 +671,33 @@ def parse_args(argv):
   sub.add_argument("output", nargs="?",
                    help=f"output PNG (default INPUT{IMAGE_EXTENSION}); a "
                         "folder for several inputs.")
+  sub.add_argument("--compare_to", metavar="IMAGE", default=None,
+                   help="the original image: also print bpp, PSNR and "
+                        "MS-SSIM of the decoded image against it (one input "
+                        "only).")
   sub.set_defaults(run=run_decompress)
+  sub = subparsers.add_parser(
+      "evaluate", help="rate-distortion of models and classical codecs.",
+      description="Evaluates models (default: every model in --models_dir) "
+                  "and classical anchors on a folder of images: actual bpp, "
+                  "PSNR, MS-SSIM, timings, BD-rates, RD plots (like "
+                  "bin/evaluate.py).")
+  _add_options(sub, defaults=False)
+  sub.add_argument("images", help="folder of test images.")
+  sub.add_argument("--models", nargs="+", default=None,
+                   help="exports to evaluate ('path' or 'LABEL=path'); "
+                        "default: all in --models_dir.")
+  sub.add_argument("--output", default="results",
+                   help="folder for the tables and plots (default results).")
+  sub.add_argument("--anchors", default=None,
+                   help="comma-separated classical codecs (default: jpeg, "
+                        "webp, avif, jxl; empty: none).")
+  sub.add_argument("--paper_points", default=None, metavar="DATASET",
+                   help="draw the paper's published points (Kodak, CLIC, "
+                        "Tecnick).")
+  sub.add_argument("--model_cards", action="store_true",
+                   help="write each model's card from this run.")
+  sub.set_defaults(run=run_evaluate)
   sub = subparsers.add_parser(
       "models", help="list the models in --models_dir.",
       description="Lists the models in --models_dir with preset, lambda, "

@@ -23,6 +23,9 @@ DEFAULT_MAX_PIXELS = 2 ** 26
 # TFC's maximum; tighter tables make the bitstream closer to the estimate.
 RANGE_CODER_PRECISION = 16
 PIXEL_MAX = 255.
+# Facts of a model directory's model.json that travel into exports.
+TRAINING_METADATA = ("step", "train_data", "crop_size", "batch_size",
+                     "learning_rate")
 
 
 def weights_fingerprint(model):
@@ -63,7 +66,8 @@ class DCAECodec(tf.Module):
 
   def __init__(self, model, name=None, max_pixels=DEFAULT_MAX_PIXELS,
                lmbda=None, metric=None,
-               range_coder_precision=RANGE_CODER_PRECISION):
+               range_coder_precision=RANGE_CODER_PRECISION,
+               extra_metadata=None):
     super().__init__(name="dcae_codec")
     self.model = model
     c = self.config = model.config
@@ -74,6 +78,9 @@ class DCAECodec(tf.Module):
         name=self.model_name, fingerprint=self.fingerprint, preset=c.name,
         lmbda=lmbda, metric=metric,
         format_version=bitstream.FORMAT_VERSION, max_pixels=self.max_pixels)
+    # E.g. how the model was trained; never overrides the identity above.
+    for key, value in (extra_metadata or {}).items():
+      self.metadata.setdefault(key, value)
     self.z_model = z_entropy_model(model.hyperprior, range_coder_precision)
     self.y_model = tfc.LocationScaleIndexedEntropyModel(
         tfc.NoisyNormal, c.scale_levels, entropy.scale_table_fn(c),
@@ -91,17 +98,27 @@ class DCAECodec(tf.Module):
     return (hp // ys, wp // ys), (hp // zs, wp // zs)
 
   def _check_image(self, image):
+    """`image`, usable only after its size has been checked.
+
+    The checks are control dependencies of what is returned: in a graph,
+    nothing downstream (no convolution of an empty tensor, no allocation for
+    a giant one) can run before them.
+    """
     shape = tf.shape(image)
     pixels = tf.cast(shape[0], tf.int64) * tf.cast(shape[1], tf.int64)
-    tf.debugging.assert_positive(
-        shape[:2], message="image height and width must be at least 1")
-    tf.debugging.assert_less_equal(
-        pixels, tf.constant(self.max_pixels, tf.int64),
-        message=f"image exceeds the pixel limit of {self.max_pixels}")
+    checks = [
+        tf.debugging.assert_positive(
+            shape[:2], message="image height and width must be at least 1"),
+        tf.debugging.assert_less_equal(
+            pixels, tf.constant(self.max_pixels, tf.int64),
+            message=f"image exceeds the pixel limit of {self.max_pixels}"),
+    ]
+    with tf.control_dependencies(checks):
+      return tf.identity(image)
 
   def _encode(self, image):
     """Returns (strings, y_hat, height, width) of a uint8 (H, W, 3) image."""
-    self._check_image(image)
+    image = self._check_image(image)
     shape = tf.shape(image)
     x = tf.cast(image, tf.float32)[None] / PIXEL_MAX
     y, z = self.model.analysis(x)
@@ -171,6 +188,19 @@ class DCAECodec(tf.Module):
     return data, y_hat, self._to_image(y_hat, height, width)
 
   @tf.function(input_signature=[
+      tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
+  def estimated_bits(self, image):
+    """The model's own rate estimate (y + z) for an image, as float32.
+
+    What the bitstream payload should cost: the likelihoods of the
+    quantised latents under the model's priors (evaluation mode, as in the
+    official forward pass). The container's header comes on top.
+    """
+    x = tf.cast(self._check_image(image), tf.float32)[None] / PIXEL_MAX
+    out = self.model(x, training=False)
+    return (out["bits_y"] + out["bits_z"])[0]
+
+  @tf.function(input_signature=[
       tf.TensorSpec([], tf.string, name="bitstream")])
   def decompress_with_latents(self, data):
     """(decoder-side y_hat, uint8 image): to compare with the encoder's."""
@@ -195,4 +225,5 @@ def codec_from_checkpoint(directory, name=None, max_pixels=DEFAULT_MAX_PIXELS,
   return DCAECodec(
       model, name=name, max_pixels=max_pixels,
       lmbda=meta.get("lmbda") if lmbda is None else lmbda,
-      metric=meta.get("metric") if metric is None else metric)
+      metric=meta.get("metric") if metric is None else metric,
+      extra_metadata={k: meta[k] for k in TRAINING_METADATA if k in meta})

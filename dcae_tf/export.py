@@ -6,6 +6,10 @@ three signatures (the serving contract of the project):
   "compress":   {"image": uint8 [H, W, 3]}  -> {"bitstream": string []}
   "decompress": {"bitstream": string []}    -> {"image": uint8 [H, W, 3]}
   "metadata":   {}                          -> {"json": string []}
+  "reconstruct" (optional): {"image": uint8 [H, W, 3]} -> {"image": uint8
+                [H, W, 3], "estimated_bits": float32 []}: the encoder-side
+                reconstruction that decompress reproduces exactly, and the
+                model's estimate of the payload bits
 
 plus `metadata.json` (the same JSON) next to `saved_model.pb`, so tools can
 identify a version without loading TensorFlow. A version appears atomically:
@@ -33,6 +37,11 @@ from dcae_tf.bitstream import error_message
 COMPRESS = "compress"
 DECOMPRESS = "decompress"
 METADATA = "metadata"
+# Optional: the encoder-side reconstruction of an image (what
+# `decompress(compress(image))` must equal exactly) and the model's estimate
+# of its payload bits (what the bitstream should cost, header aside).
+RECONSTRUCT = "reconstruct"
+ESTIMATED_BITS = "estimated_bits"
 IMAGE = "image"
 BITSTREAM = "bitstream"
 JSON = "json"
@@ -98,6 +107,24 @@ class _ServingModule(tf.Module):
     self.compress = compress
     self.decompress = decompress
     self.metadata = metadata
+    self.reconstruct = None
+    if all(callable(getattr(codec, f, None))
+           for f in ("compress_with_reconstruction", "estimated_bits")):
+
+      @tf.function(input_signature=[
+          tf.TensorSpec([None, None, IMAGE_CHANNELS], tf.uint8, name=IMAGE)])
+      def reconstruct(image):
+        return {IMAGE: codec.compress_with_reconstruction(image)[2],
+                ESTIMATED_BITS: codec.estimated_bits(image)}
+
+      self.reconstruct = reconstruct
+
+  def signature_functions(self):
+    out = {COMPRESS: self.compress, DECOMPRESS: self.decompress,
+           METADATA: self.metadata}
+    if self.reconstruct is not None:
+      out[RECONSTRUCT] = self.reconstruct
+    return out
 
 
 def _check_module(module):
@@ -184,11 +211,8 @@ def save_versioned(module, model_base_path, version=None):
                              dir=model_base_path)
   try:
     wrapper = _ServingModule(module, metadata_json)
-    tf.saved_model.save(wrapper, tmp_dir, signatures={
-        COMPRESS: wrapper.compress,
-        DECOMPRESS: wrapper.decompress,
-        METADATA: wrapper.metadata,
-    })
+    tf.saved_model.save(wrapper, tmp_dir,
+                        signatures=wrapper.signature_functions())
     _write_metadata(tmp_dir, metadata_json)
     if os.path.exists(version_dir):  # Another writer won the race.
       raise ExportError(f"version {version} already exists: {version_dir}")
@@ -317,6 +341,15 @@ class ExportedCodec:
     except tf.errors.InvalidArgumentError as e:
       raise ValueError(error_message(e)) from None
     return image.numpy()
+
+  def reconstruct(self, image):
+    """(encoder-side uint8 reconstruction, estimated payload bits) of a
+    uint8 HxWx3 image, from the optional `reconstruct` signature."""
+    if RECONSTRUCT not in self.signatures:
+      raise ExportError(f"{self.path} has no {RECONSTRUCT!r} signature")
+    check_image(image)
+    out = self.signatures[RECONSTRUCT](**{IMAGE: tf.constant(image)})
+    return out[IMAGE].numpy(), float(out[ESTIMATED_BITS])
 
   def __repr__(self):
     return (f"ExportedCodec(path={self.path!r}, version={self.version}, "

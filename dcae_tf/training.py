@@ -14,7 +14,7 @@ aggregation. One device and N devices therefore take the same step for the
 same global batch, as the official DDP code does (DDP averages gradients in
 backward, clipping comes after).
 
-A model directory (the contract in notes/CONTRACT.md) holds `model.json` and
+A model directory (`dcae_tf/checkpoint.py`) holds `model.json` and
 the TF checkpoints `ckpt-<step>` written by a CheckpointManager every
 `checkpoint_every` steps and at the end; rerunning with the same
 `model_path` resumes from the newest one. TF writes each checkpoint to a
@@ -25,10 +25,10 @@ and `model_path/validation`.
 """
 import dataclasses
 import glob
-import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 
@@ -37,16 +37,17 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from dcae_tf import checkpoint as ckpt_lib
 from dcae_tf import config as config_lib
 from dcae_tf import data as data_lib
 from dcae_tf import losses as losses_lib
+from dcae_tf import model as model_lib
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # Official schedule: MultiStepLR(milestones=[46], gamma=0.1) over 50 epochs.
 LR_DECAY_FRACTION = 46 / 50
 LR_DECAY_FACTOR = 0.1
 CHECKPOINT_NAME = "ckpt"
-META_FILE = "model.json"
 TRAIN_SUMMARY_DIR = "train"
 VAL_SUMMARY_DIR = "validation"
 # Reconstructions shown in TensorBoard at every validation.
@@ -80,6 +81,9 @@ class TrainConfig:
   validate_every: int = 5000
   log_every: int = 100
   strategy: str = "default"
+  # > 1: split the CPU into this many logical devices (replicas of
+  # `mirrored` on a machine without GPUs).
+  logical_cpus: int = 0
   init_from: str = None
   seed: int = 0
   small_images: str = "skip"
@@ -149,8 +153,22 @@ class StepDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
                 factor=self.factor)
 
 
-def make_strategy(name):
+def split_cpu(num_devices):
+  """Makes the CPU appear as `num_devices` logical devices.
+
+  Lets MirroredStrategy run (and be tested) with several replicas on a
+  machine without GPUs. Must happen before TensorFlow initialises its
+  devices, i.e. before the first op runs.
+  """
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
+
+
+def make_strategy(name, logical_cpus=0):
   """default | mirrored (all local GPUs, else all CPUs) | multi_worker."""
+  if logical_cpus > 1:
+    split_cpu(logical_cpus)
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "mirrored":
@@ -176,43 +194,12 @@ def worker_role(strategy):
   return chief, task_type, task_id
 
 
-def _write_meta(model_path, meta):
-  """model.json via dcae_tf.checkpoint when it exists (the contract)."""
-  try:
-    from dcae_tf import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
-    write = ckpt_lib.write_meta
-  except (ImportError, AttributeError):
-    write = None
-  if write is not None:
-    return write(model_path, meta)
-  path = os.path.join(model_path, META_FILE)
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    json.dump(meta, f, indent=2, sort_keys=True)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-  return path
-
-
 def _read_meta(model_path):
-  path = os.path.join(model_path, META_FILE)
-  if not tf.io.gfile.exists(path):
+  """model.json of model_path, or None for a new model directory."""
+  try:
+    return ckpt_lib.read_meta(model_path)
+  except FileNotFoundError:
     return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
-
-
-def _default_model_fn(config):
-  from dcae_tf import model as model_lib  # pylint: disable=g-import-not-at-top
-  return model_lib.DCAE(config)
-
-
-def _build_model(model, config):
-  if hasattr(model, "build_weights"):
-    model.build_weights()
-  else:
-    m = config.pad_multiple
-    model(tf.zeros((1, m, m, 3)), training=False)
-  return model
 
 
 def _clean_partial_checkpoints(model_path):
@@ -241,11 +228,11 @@ class TrainResult:
 class Trainer:
   """One training run: strategy, data, model, optimizer, checkpoints, logs."""
 
-  def __init__(self, cfg, model_fn=None):
+  def __init__(self, cfg):
     cfg.validate()
     self.cfg = cfg
     self.model_config = config_lib.get_config(cfg.preset)
-    self.strategy = make_strategy(cfg.strategy)
+    self.strategy = make_strategy(cfg.strategy, cfg.logical_cpus)
     self.is_chief, self.task_type, self.task_id = worker_role(self.strategy)
     self.num_replicas = self.strategy.num_replicas_in_sync
     if cfg.batch_size % self.num_replicas:
@@ -253,7 +240,6 @@ class Trainer:
                        f"{self.num_replicas} replicas")
     self.loss_fn = losses_lib.RateDistortionLoss(cfg.lmbda, cfg.metric)
     self.schedule = StepDecay(cfg.learning_rate, cfg.decay_step)
-    self._model_fn = model_fn or _default_model_fn
     # Non-chief workers write their (identical) checkpoints to a temp dir.
     if self.is_chief:
       self.write_dir = cfg.model_path
@@ -294,7 +280,13 @@ class Trainer:
     return {"preset": self.cfg.preset,
             "config": self.model_config.to_dict(),
             "lmbda": self.cfg.lmbda, "metric": self.cfg.metric,
-            "step": int(step)}
+            "step": int(step),
+            # How it was trained, for the model card of an export.
+            "train_data": (f"{self.cfg.train_glob or self.cfg.tfds_dataset}"
+                           f" ({self.train_source.describe()})"),
+            "crop_size": self.cfg.crop_size,
+            "batch_size": self.cfg.batch_size,
+            "learning_rate": self.cfg.learning_rate}
 
   # -- setup -----------------------------------------------------------------
 
@@ -302,8 +294,7 @@ class Trainer:
     # Same initial weights in every worker / run with the same seed.
     tf.keras.utils.set_random_seed(self.cfg.seed)
     with self.strategy.scope():
-      self.model = _build_model(self._model_fn(self.model_config),
-                                self.model_config)
+      self.model = model_lib.DCAE(self.model_config).build_weights()
       self.optimizer = tf.keras.optimizers.Adam(learning_rate=self.schedule)
       self.optimizer.build(self.model.trainable_variables)
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -441,9 +432,13 @@ class Trainer:
   # -- loop ------------------------------------------------------------------
 
   def _save(self, step):
+    # z is quantised around the prior's medians (the official model learns
+    # them with an auxiliary loss; TFC reads them off the density). Refreshed
+    # at every checkpoint, so a checkpoint is always ready for the codec.
+    self.model.hyperprior.refresh_offset()
     path = self.manager.save(checkpoint_number=step)
     if self.is_chief:
-      _write_meta(self.cfg.model_path, self.meta(step))
+      ckpt_lib.write_meta(self.cfg.model_path, self.meta(step))
     return path
 
   def train(self):
@@ -452,7 +447,7 @@ class Trainer:
     self._restore()
     start = int(self.step)
     if self.is_chief:
-      _write_meta(cfg.model_path, self.meta(start))
+      ckpt_lib.write_meta(cfg.model_path, self.meta(start))
     logging.info(
         "training %s (lambda %g, %s) on %s: steps %d -> %d, global batch %d "
         "over %d replica(s), crop %d, lr %g (x%g from step %s), clip %g",
@@ -479,6 +474,8 @@ class Trainer:
     history = []
 
     def run_validation(at_step):
+      # Evaluate z quantisation as a checkpoint of this step will.
+      self.model.hyperprior.refresh_offset()
       val_metrics, images = self.validate(eval_step)
       with val_writer.as_default(step=at_step):
         for k, v in val_metrics.items():
@@ -512,11 +509,16 @@ class Trainer:
       if step % cfg.log_every == 0 or step == cfg.steps:
         elapsed = time.perf_counter() - window_start
         steps_in_window = window_images // cfg.batch_size
+        means = {k: v / steps_in_window for k, v in window.items()}
+        means["images_per_second"] = window_images / elapsed
         with train_writer.as_default(step=step):
-          for k, v in window.items():
-            tf.summary.scalar(k, v / steps_in_window)
+          for k, v in means.items():
+            tf.summary.scalar(k, v)
           tf.summary.scalar("learning_rate", self.schedule.value(step - 1))
-          tf.summary.scalar("images_per_second", window_images / elapsed)
+        if not sys.stdout.isatty():
+          # The progress bar only redraws on a terminal; a log file gets
+          # a line per window instead.
+          logging.info("step %d: %s", step, _fmt(means))
         window, window_images = {}, 0
         window_start = time.perf_counter()
       if self.val_dataset is not None and (step % cfg.validate_every == 0 or
@@ -536,12 +538,13 @@ class Trainer:
     final = self.manager.latest_checkpoint
     if not self.is_chief:
       shutil.rmtree(self.write_dir, ignore_errors=True)
-      final = tf.train.latest_checkpoint(cfg.model_path)
+      # The chief's copy of this step's checkpoint (it may still be writing).
+      final = os.path.join(cfg.model_path, os.path.basename(final))
     logging.info("%s", self.train_decoder.summary())
     logging.info(
         "done at step %d; final checkpoint %s. It is all an export needs: the "
         "codec builds its entropy-coding tables from these weights when it is "
-        "constructed (bin/export.py --model_path %s).", step, final,
+        "constructed (bin/export.py --checkpoint %s).", step, final,
         cfg.model_path)
     return TrainResult(self.model, self.optimizer, step, metrics, val_metrics, final,
                        history)
@@ -551,9 +554,9 @@ def _fmt(metrics):
   return ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
 
 
-def train(cfg, model_fn=None):
+def train(cfg):
   """Runs (or resumes) training; returns a TrainResult."""
-  return Trainer(cfg, model_fn).train()
+  return Trainer(cfg).train()
 
 
 # -- command line ---------------------------------------------------------------
@@ -606,6 +609,10 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_enum("strategy", d.strategy, list(STRATEGIES), "default: one "
                     "device; mirrored: all local GPUs (else CPUs); "
                     "multi_worker: workers from TF_CONFIG.", **f)
+  flags.DEFINE_integer("logical_cpus", d.logical_cpus, "Split the CPU into "
+                       "this many logical devices, so --strategy mirrored has "
+                       "that many replicas without GPUs (0: do not split).",
+                       **f)
   flags.DEFINE_string("init_from", None, "Start from the weights of this model "
                       "directory (e.g. a converted official checkpoint); "
                       "ignored when model_path already has a checkpoint.", **f)
@@ -622,7 +629,7 @@ FLAG_NAMES = (
     "tfds_data_dir", "tfds_split", "tfds_val_split", "model_path",
     "batch_size", "crop_size", "steps", "learning_rate", "lr_decay_step",
     "clip_norm", "checkpoint_every", "validate_every", "log_every",
-    "strategy", "init_from", "seed", "small_images")
+    "strategy", "logical_cpus", "init_from", "seed", "small_images")
 
 
 def config_from_flags(flag_values=flags.FLAGS):

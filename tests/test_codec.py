@@ -8,6 +8,8 @@ from dcae_tf.codec import DCAECodec
 from dcae_tf.model import DCAE
 
 SIZES = [(1, 1), (7, 13), (64, 64), (255, 257), (512, 768), (300, 200)]
+FUZZ_CASES = 200
+FUZZ_CASE_LIMIT_S = 5.0
 
 
 def smooth_image(h, w, seed=0):
@@ -84,3 +86,40 @@ def test_pixel_limit_is_enforced():
 def test_empty_image_is_refused(codec):
   with pytest.raises(tf.errors.InvalidArgumentError, match="at least 1"):
     codec.compress(np.zeros((0, 5, 3), np.uint8))
+
+
+@pytest.mark.slow
+def test_fuzzed_bitstreams_through_the_real_decoder(codec):
+  """Mutations reach the range decoder: clean errors or declared-size images.
+
+  Re-sealed payload damage passes the checksum (it is no MAC) and must
+  decode to an image of the size the header declares, within the time
+  limit; everything else must be refused with InvalidArgumentError.
+  """
+  from tests.test_bitstream import fuzz  # pylint: disable=import-outside-toplevel
+  seed = fuzz.fuzz_seed()
+  rng = np.random.default_rng(seed)
+  images = [smooth_image(int(rng.integers(1, 80)), int(rng.integers(1, 80)),
+                         seed=i) for i in range(3)]
+  corpus = [codec.compress(image).numpy() for image in images]
+  expected = [codec.decompress(data).numpy() for data in corpus]
+  mutator = fuzz.Mutator(corpus, seed, tf=tf)
+  counts = {}
+
+  def run(data):
+    return codec.decompress(tf.constant(data)).numpy()
+
+  for i in range(FUZZ_CASES):
+    kind = "payload_sealed" if i % 4 == 0 else None
+    kind, index, mutated = mutator.mutate(kind)
+    outcome, seconds, detail = fuzz.classify(
+        run, corpus[index], mutated, expected[index],
+        lambda a, b: a.shape == b.shape and np.array_equal(a, b),
+        FUZZ_CASE_LIMIT_S)
+    if outcome == fuzz.WRONG and kind in fuzz.SEALED:
+      header = bitstream.read_header(mutated)
+      assert run(mutated).shape == (header["height"], header["width"], 3)
+      outcome = fuzz.VALID
+    assert not outcome.startswith("FAIL"), (kind, outcome, seconds, detail)
+    counts[outcome] = counts.get(outcome, 0) + 1
+  assert counts.get(fuzz.ERROR, 0) > FUZZ_CASES // 2, counts

@@ -11,6 +11,7 @@ image, so tf.function tracing and SavedModel loading are not in the timings.
 import dataclasses
 import math
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -22,6 +23,7 @@ from dcae_tf.evaluation import anchors as anchors_lib
 from dcae_tf.evaluation import bd as bd_lib
 from dcae_tf.evaluation import images as images_lib
 from dcae_tf.evaluation import metrics
+from dcae_tf.evaluation import model_card
 from dcae_tf.evaluation import models as models_lib
 from dcae_tf.evaluation import report
 
@@ -276,11 +278,15 @@ def format_results(results):
 
 def main(models, images, output, anchors=anchors_lib.ANCHOR_NAMES,
          qualities=None, paper_points=None, recursive=False,
-         bd_method=bd_lib.DEFAULT_METHOD, max_images=None, progress=True):
+         bd_method=bd_lib.DEFAULT_METHOD, max_images=None, progress=True,
+         model_cards=False):
   """Command-line entry: runs the evaluation, prints tables; exit status.
 
-  `qualities` may be strings (from flags). Returns 0 on success; on bad input prints one line "error: ..." to stderr
-  and returns 1 (the caller passes it to sys.exit).
+  `qualities` may be strings (from flags). With `model_cards`, every model
+  gets its card (model_card.py) from this run, with this command line as
+  the way to reproduce it. Returns 0 on success; on bad input prints one
+  line "error: ..." to stderr and returns 1 (the caller passes it to
+  sys.exit).
   """
   try:
     if qualities is not None and not isinstance(qualities, dict):
@@ -291,7 +297,11 @@ def main(models, images, output, anchors=anchors_lib.ANCHOR_NAMES,
           images, output, models=models, anchors=anchors, qualities=qualities,
           paper_points=paper_points, recursive=recursive, bd_method=bd_method,
           max_images=max_images, progress=progress)
-  except ValueError as e:
+    if model_cards:
+      written = model_card.write_model_cards(
+          results, models, " ".join(shlex.quote(a) for a in sys.argv))
+      results["files"].update({path: path for path in written})
+  except (ValueError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(format_results(results))

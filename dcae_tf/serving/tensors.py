@@ -46,14 +46,34 @@ def string_proto(data):
       string_val=[bytes(data)])
 
 
+# Other numeric signature outputs, e.g. the float32 scalar "estimated_bits"
+# of the optional "reconstruct" signature: numpy dtype -> TensorProto dtype.
+_NUMERIC_DTYPES = {
+    np.dtype(np.float32): types_pb2.DT_FLOAT,
+    np.dtype(np.float64): types_pb2.DT_DOUBLE,
+    np.dtype(np.int32): types_pb2.DT_INT32,
+    np.dtype(np.int64): types_pb2.DT_INT64,
+}
+
+
 def to_proto(value):
-  """A signature output (numpy uint8 array or bytes scalar) -> TensorProto."""
+  """A signature output (numpy array or scalar, or bytes) -> TensorProto.
+
+  A scalar tensor's `.numpy()` is a numpy scalar (np.float32), not an array.
+  """
   if isinstance(value, bytes):
     return string_proto(value)
   if isinstance(value, np.ndarray) and value.dtype == np.uint8:
     return image_proto(value)
   if isinstance(value, np.ndarray) and value.dtype == object and not value.shape:
     return string_proto(value.item())
+  if (isinstance(value, (np.ndarray, np.generic))
+      and value.dtype in _NUMERIC_DTYPES):
+    array = np.asarray(value)  # 0-d stays 0-d (ascontiguousarray: 1-D)
+    return tensor_pb2.TensorProto(
+        dtype=_NUMERIC_DTYPES[array.dtype],
+        tensor_shape=_shape_proto(array.shape),
+        tensor_content=array.tobytes())
   raise TensorError(f"cannot encode a {type(value).__name__} "
                     f"({getattr(value, 'dtype', '?')}) as a TensorProto")
 

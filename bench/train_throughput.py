@@ -1,0 +1,435 @@
+"""Training throughput (images/s) of DCAE through the project's own train step.
+
+  python bench/train_throughput.py [--presets small,paper] [--crop_size 256]
+      [--batch_size small=8,paper=2] [--steps 5] [--warmup 2]
+      [--mirrored_devices 2] [--metric mse] [--output results.json]
+
+For every preset two configurations run at the same global batch:
+
+  default   1 device                what `bin/train.py --strategy default` uses
+  mirrored  N logical CPU devices   what `--strategy mirrored` uses on a
+                                    machine without GPUs (MirroredStrategy)
+
+and the table shows their images/s, seconds/step and the ratio
+mirrored / 1 device measured in the same run (so machine load affects both).
+
+Why the measurement goes through `dcae_tf.training.Trainer`: a benchmark of
+a re-implemented step would measure something the trainer does not run. Each
+configuration builds a real Trainer from a TrainConfig on synthetic PNG files
+and calls the methods `Trainer.train()` calls, in the same order
+(`_create_state`, `_datasets`, `_make_train_step`), then calls the returned
+tf.function exactly as the loop does: the file pipeline, `strategy.run`, the
+all-reduce, clipping and Adam are all in the timing, and `float(loss)` is the
+synchronisation point. Checkpoints, summaries and validation are left out:
+they are periodic costs, not throughput.
+
+Why each configuration runs in its own subprocess (the script re-invokes
+itself with the hidden `--_child` flag and reads a JSON result back): logical
+CPU devices can only be configured before TensorFlow initialises, and a fresh
+process keeps one run's memory (peak RSS is reported) and thread pools out of
+the next one.
+
+Logical CPU devices share the same physical cores and TensorFlow thread
+pools, so on a CPU "mirrored over 2 devices" measures the overhead (or gain)
+of splitting the batch into two replicas plus the all-reduce, not extra
+hardware.
+"""
+import argparse
+import collections
+import datetime
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KNOWN_PRESETS = ("tiny", "small", "paper")
+# The official recipe's batch is 8; the paper preset gets a smaller default so
+# that a CPU run finishes in minutes and fits in memory.
+DEFAULT_BATCH_SIZES = {"tiny": 8, "small": 8, "paper": 2}
+DEFAULT_CROP_SIZE = 256
+DEFAULT_STEPS = 5
+# The first step traces the tf.function (minutes for `paper`); the next may
+# still allocate. Neither is throughput.
+DEFAULT_WARMUP = 2
+DEFAULT_MIRRORED_DEVICES = 2
+# A mid-range official lambda; the value does not change the cost of a step.
+DEFAULT_LMBDA = 0.0067
+# Per configuration: tracing `paper` over 2 replicas on a busy CPU is slow.
+DEFAULT_TIMEOUT_SECONDS = 3600
+SEED = 2026
+# Synthetic training set: this many files, a little larger than the crop so
+# that random crops differ. Decoding them is negligible next to a step.
+SYNTHETIC_IMAGES = 16
+SYNTHETIC_MARGIN = 32
+# Lines of a failed child's output kept for the error report.
+ERROR_TAIL_LINES = 15
+# Start-up noise of the TF 2.14 CPU wheel (logged at error level, harmless),
+# not echoed as progress.
+NOISE_MARKERS = ("Unable to register cu", "TF-TRT Warning")
+RESULT_FILE = "result.json"
+RESULT_FILE_ENCODING = "utf-8"
+KIB_PER_MIB = 1024
+# The methods of Trainer.train() this benchmark replays (see the docstring).
+TRAINER_METHODS = ("_create_state", "_datasets", "_make_train_step")
+
+
+# --- arguments ------------------------------------------------------------------
+
+def parse_presets(text):
+  """Comma-separated preset names, checked early (before any subprocess)."""
+  presets = [p.strip() for p in text.split(",") if p.strip()]
+  unknown = sorted(set(presets) - set(KNOWN_PRESETS))
+  if not presets or unknown:
+    raise argparse.ArgumentTypeError(
+        f"presets must be a comma-separated subset of {KNOWN_PRESETS}"
+        f"{'; unknown: ' + ', '.join(unknown) if unknown else ''}")
+  return presets
+
+
+def parse_batch_sizes(text):
+  """'8' (every preset) or 'small=8,paper=2' (per preset, others default).
+
+  Per-preset values exist because one global batch cannot suit both a 4 M and
+  a 119 M parameter model on a CPU.
+  """
+  sizes = dict(DEFAULT_BATCH_SIZES)
+  if text is None:
+    return sizes
+  try:
+    if "=" not in text:
+      sizes = {preset: int(text) for preset in sizes}
+    else:
+      for item in text.split(","):
+        preset, value = item.split("=")
+        if preset.strip() not in sizes:
+          raise ValueError(f"unknown preset {preset!r}")
+        sizes[preset.strip()] = int(value)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(
+        f"batch size must be N or PRESET=N,...: {e}") from e
+  if min(sizes.values()) < 1:
+    raise argparse.ArgumentTypeError(f"batch sizes must be >= 1: {sizes}")
+  return sizes
+
+
+def positive_int(text):
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+  return value
+
+
+def build_parser():
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n", maxsplit=1)[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--presets", type=parse_presets,
+                      default=["small", "paper"],
+                      help="comma-separated presets (default: small,paper)")
+  parser.add_argument("--crop_size", type=positive_int,
+                      default=DEFAULT_CROP_SIZE,
+                      help="training crop side (default: %(default)s)")
+  parser.add_argument("--batch_size", type=parse_batch_sizes,
+                      default=parse_batch_sizes(None),
+                      help="global batch: N for every preset, or "
+                      "PRESET=N,... (default: small=8, paper=2)")
+  parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
+                      help="timed steps (default: %(default)s)")
+  parser.add_argument("--warmup", type=positive_int, default=DEFAULT_WARMUP,
+                      help="untimed steps first; the first one traces "
+                      "(default: %(default)s)")
+  parser.add_argument("--mirrored_devices", type=int,
+                      default=DEFAULT_MIRRORED_DEVICES,
+                      help="logical CPU devices of the mirrored run; 0 or 1 "
+                      "skips it (default: %(default)s)")
+  parser.add_argument("--metric", choices=("mse", "ms-ssim"), default="mse",
+                      help="distortion term of the loss (default: mse)")
+  parser.add_argument("--timeout", type=positive_int,
+                      default=DEFAULT_TIMEOUT_SECONDS,
+                      help="seconds per configuration (default: "
+                      "%(default)s)")
+  parser.add_argument("--output", help="also write the results as JSON")
+  parser.add_argument("--_child", help=argparse.SUPPRESS)
+  return parser
+
+
+# --- child: one configuration ---------------------------------------------------
+
+def peak_rss_mib():
+  """Peak resident set size of this process (VmHWM), in MiB; None if unknown."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / KIB_PER_MIB
+  except OSError:
+    pass
+  return None
+
+
+def log(message):
+  """Progress on stderr, flushed: the parent streams it line by line."""
+  print(message, file=sys.stderr, flush=True)
+
+
+def write_synthetic_images(directory, crop_size, count=SYNTHETIC_IMAGES,
+                           seed=SEED):
+  """Random PNGs for the real file pipeline; returns their glob.
+
+  Files (rather than an in-memory dataset) so that the timed step includes
+  the same tf.data pipeline as a real run; the content does not change the
+  cost of a step.
+  """
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  side = crop_size + SYNTHETIC_MARGIN
+  os.makedirs(directory, exist_ok=True)
+  for i in range(count):
+    pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(os.path.join(directory, f"img{i:03d}.png"))
+  return os.path.join(directory, "*.png")
+
+
+def configure_logical_cpus(devices):
+  """Splits the CPU into `devices` logical devices; must precede TF init."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  if devices > 1:
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration()] * devices)
+
+
+def build_train_step(job, workdir):
+  """(trainer, train_step) from the real Trainer, as Trainer.train() does."""
+  from dcae_tf import training  # pylint: disable=import-outside-toplevel
+  missing = [m for m in TRAINER_METHODS if not hasattr(training.Trainer, m)]
+  if missing:
+    raise RuntimeError(f"dcae_tf.training.Trainer no longer has {missing}; "
+                       f"update this benchmark to the new train loop")
+  cfg = training.TrainConfig(
+      model_path=os.path.join(workdir, "model"), lmbda=DEFAULT_LMBDA,
+      metric=job["metric"], preset=job["preset"],
+      train_glob=write_synthetic_images(os.path.join(workdir, "images"),
+                                        job["crop_size"]),
+      batch_size=job["batch_size"], crop_size=job["crop_size"],
+      steps=job["warmup"] + job["steps"], strategy=job["strategy"],
+      seed=SEED, verbose=False)
+  trainer = training.Trainer(cfg)
+  trainer._create_state()  # pylint: disable=protected-access
+  trainer._datasets(start_step=0)  # pylint: disable=protected-access
+  return trainer, trainer._make_train_step()  # pylint: disable=protected-access
+
+
+def time_steps(trainer, train_step, warmup, steps, label):
+  """Seconds of each warm-up and timed step, synchronised as the loop does."""
+  total = warmup + steps
+  seconds = []
+  for i in range(total):
+    start = time.perf_counter()
+    out = train_step(trainer.train_iterator)
+    loss = float(out["loss"])  # Blocks until the step is done.
+    seconds.append(time.perf_counter() - start)
+    if not math.isfinite(loss):
+      raise FloatingPointError(f"loss {loss} at step {i + 1}")
+    kind = "warm-up" if i < warmup else "timed"
+    log(f"  {label}: step {i + 1}/{total} ({kind}) {seconds[-1]:.2f} s, "
+        f"loss {loss:.4g}")
+  return seconds[:warmup], seconds[warmup:]
+
+
+def run_child(job):
+  """Measures one configuration; returns a JSON-serialisable dict."""
+  configure_logical_cpus(job["devices"])
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  label = f"{job['preset']}/{job['strategy']}x{job['devices']}"
+  begin = time.perf_counter()
+  trainer, train_step = build_train_step(job, job["workdir"])
+  setup = time.perf_counter() - begin
+  log(f"  {label}: {trainer.num_replicas} replica(s) on "
+      f"{len(tf.config.list_logical_devices('CPU'))} logical CPU(s), "
+      f"set up in {setup:.1f} s; first step traces the train step")
+  warm, timed = time_steps(trainer, train_step, job["warmup"], job["steps"],
+                           label)
+  replicas = trainer.num_replicas
+  mean = statistics.fmean(timed)
+  return dict(job, replicas=replicas, setup_seconds=setup,
+              trace_seconds=warm[0], warmup_seconds=warm,
+              step_seconds=timed, seconds_per_step=mean,
+              median_seconds_per_step=statistics.median(timed),
+              images_per_second=job["batch_size"] / mean,
+              peak_rss_mib=peak_rss_mib(), tensorflow=tf.__version__)
+
+
+def child_main(job_json):
+  job = json.loads(job_json)
+  result = run_child(job)
+  with open(os.path.join(job["workdir"], RESULT_FILE), "w",
+            encoding=RESULT_FILE_ENCODING) as f:
+    json.dump(result, f)
+
+
+# --- parent: orchestration ------------------------------------------------------
+
+def plan(args):
+  """The (preset, strategy, devices, batch) jobs, validated before running."""
+  jobs = []
+  for preset in args.presets:
+    batch = args.batch_size[preset]
+    configs = [("default", 1)]
+    if args.mirrored_devices > 1:
+      configs.append(("mirrored", args.mirrored_devices))
+    for strategy, devices in configs:
+      if batch % devices:
+        raise SystemExit(f"error: {preset} batch {batch} is not divisible by "
+                         f"{devices} devices")
+      jobs.append(dict(preset=preset, strategy=strategy, devices=devices,
+                       batch_size=batch, crop_size=args.crop_size,
+                       steps=args.steps, warmup=args.warmup,
+                       metric=args.metric))
+  return jobs
+
+
+def child_env():
+  """CPU only, quiet TF, no inherited cluster, the repository importable."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  env.pop("TF_CONFIG", None)
+  env["PYTHONPATH"] = os.pathsep.join(
+      p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
+  return env
+
+
+def run_job(job, timeout):
+  """Runs one job in a subprocess, streaming its progress; returns its result.
+
+  A failure (out of memory, timeout, error) becomes a result with an `error`
+  field, so that the other configurations still get measured. The parent
+  owns the child's work directory (images, model directory, result), so it
+  is removed even when the child is killed.
+  """
+  workdir = tempfile.mkdtemp(prefix="dcae_throughput_")
+  cmd = [sys.executable, os.path.abspath(__file__),
+         "--_child", json.dumps(dict(job, workdir=workdir))]
+  tail = collections.deque(maxlen=ERROR_TAIL_LINES)
+  begin = time.perf_counter()
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          env=child_env(), cwd=REPO)
+  timer = threading.Timer(timeout, proc.kill)
+  timer.start()
+  try:
+    for line in proc.stdout:
+      line = line.rstrip()
+      tail.append(line)
+      if not any(marker in line for marker in NOISE_MARKERS):
+        print(line, file=sys.stderr, flush=True)
+    proc.wait()
+  finally:
+    timer.cancel()
+    if proc.poll() is None:
+      proc.kill()
+  wall = time.perf_counter() - begin
+  try:
+    if proc.returncode == 0:
+      with open(os.path.join(workdir, RESULT_FILE),
+                encoding=RESULT_FILE_ENCODING) as f:
+        result = dict(json.load(f), wall_seconds=wall)
+        result.pop("workdir", None)
+        return result
+  finally:
+    shutil.rmtree(workdir, ignore_errors=True)
+  reason = (f"timed out after {timeout} s" if wall >= timeout
+            else f"exit code {proc.returncode}")
+  return dict(job, error=reason, error_tail=list(tail), wall_seconds=wall)
+
+
+def add_ratios(results):
+  """images/s of each configuration / the 1-device run of the same preset."""
+  baseline = {r["preset"]: r.get("images_per_second") for r in results
+              if r["devices"] == 1 and "error" not in r}
+  for r in results:
+    base = baseline.get(r["preset"])
+    if base and "error" not in r:
+      r["ratio_vs_1_device"] = r["images_per_second"] / base
+  return results
+
+
+def format_table(results):
+  """Markdown table (pasteable into the README)."""
+  header = ("| preset | strategy | devices | global batch | images/s | "
+            "s/step | first step (trace) s | peak RSS MiB | "
+            "images/s vs 1 device |")
+  lines = [header, "|" + "---|" * header.count(" |")]
+  for r in results:
+    cells = [r["preset"], r["strategy"], str(r["devices"]),
+             str(r["batch_size"])]
+    if "error" in r:
+      cells += [f"failed: {r['error']}", "", "", "", ""]
+    else:
+      rss = r.get("peak_rss_mib")
+      ratio = r.get("ratio_vs_1_device")
+      cells += [f"{r['images_per_second']:.3g}",
+                f"{r['seconds_per_step']:.3g}",
+                f"{r['trace_seconds']:.0f}",
+                f"{rss:.0f}" if rss else "?",
+                f"{ratio:.2f}x" if ratio else ""]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def machine_info():
+  """What the numbers depend on, including load from other processes."""
+  load = os.getloadavg() if hasattr(os, "getloadavg") else None
+  return dict(date=datetime.datetime.now().isoformat(timespec="seconds"),
+              machine=platform.machine(), processor=platform.processor(),
+              cpu_count=os.cpu_count(), load_average=load,
+              python=platform.python_version())
+
+
+def main(argv=None):
+  args = build_parser().parse_args(argv)
+  if args._child:  # pylint: disable=protected-access
+    child_main(args._child)  # pylint: disable=protected-access
+    return
+  jobs = plan(args)
+  info = machine_info()
+  log(f"{len(jobs)} configuration(s), crop {args.crop_size}, "
+      f"{args.warmup} warm-up + {args.steps} timed steps each; "
+      f"{info['cpu_count']} CPUs, load average {info['load_average']}")
+  results = []
+  for i, job in enumerate(jobs, 1):
+    log(f"[{i}/{len(jobs)}] {job['preset']} {job['strategy']} on "
+        f"{job['devices']} device(s), global batch {job['batch_size']}")
+    results.append(run_job(job, args.timeout))
+    r = results[-1]
+    log(f"[{i}/{len(jobs)}] " + (
+        f"failed: {r['error']}" if "error" in r else
+        f"{r['images_per_second']:.3g} images/s "
+        f"({r['seconds_per_step']:.3g} s/step), "
+        f"{r['wall_seconds']:.0f} s in all"))
+  add_ratios(results)
+  print(format_table(results))
+  if args.output:
+    with open(args.output, "w", encoding=RESULT_FILE_ENCODING) as f:
+      json.dump(dict(machine=info, args=dict(
+          presets=args.presets, crop_size=args.crop_size,
+          steps=args.steps, warmup=args.warmup, metric=args.metric,
+          mirrored_devices=args.mirrored_devices), results=results),
+                f, indent=2)
+    log(f"wrote {args.output}")
+  if any("error" in r for r in results):
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  main()

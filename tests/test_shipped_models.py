@@ -1,0 +1,110 @@
+"""The models shipped in saved_models/: they work, are honest and beat JPEG.
+
+Each shipped export is loaded as a user would (dcae_tf.export), compresses a
+held-out photograph (data/test, disjoint from the training set), and must
+* decode exactly to the encoder-side reconstruction,
+* cost what the model estimates (payload within 1 % of the estimated bits;
+  the container header on top), and
+* beat JPEG (4:2:0, Pillow) on that photograph: higher PSNR than the
+  cheapest JPEG that spends at least as many bits.
+"""
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dcae_tf import bitstream
+from dcae_tf import export
+from dcae_tf.evaluation import anchors
+from dcae_tf.evaluation import metrics
+from dcae_tf.evaluation import model_card
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(ROOT, "saved_models")
+HELD_OUT = os.path.join(ROOT, "data", "test")
+TRAIN = os.path.join(ROOT, "data", "train")
+HELD_OUT_PHOTO = os.path.join(HELD_OUT, "picosdeeuropa_by_aitzol_berasategi.png")
+MIN_MODELS = 2
+MAX_TOTAL_BYTES = 40 * 2 ** 20
+RATE_RTOL = 0.01
+JPEG_QUALITIES = range(1, 101)
+NUM_STRINGS = 6  # z and five y slices.
+
+
+def _shipped():
+  if not os.path.isdir(SHIPPED):
+    return []
+  return sorted(n for n in os.listdir(SHIPPED)
+                if export.complete_versions(os.path.join(SHIPPED, n)))
+
+
+SHIPPED_MODELS = _shipped()
+
+
+def _read(path):
+  return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_models_are_shipped_within_the_size_budget():
+  assert len(SHIPPED_MODELS) >= MIN_MODELS, SHIPPED_MODELS
+  total = sum(os.path.getsize(os.path.join(d, f))
+              for d, _, files in os.walk(SHIPPED) for f in files)
+  assert total < MAX_TOTAL_BYTES, f"{total / 2 ** 20:.1f} MiB shipped"
+  for name in SHIPPED_MODELS:
+    card = model_card.read_card(os.path.join(SHIPPED, name))
+    assert card is not None, f"{name} has no {model_card.JSON_FILE}"
+    assert card["evaluation"]["num_images"] >= 1
+    lo, hi = card["bpp_range"]
+    assert 0 < lo <= hi
+
+
+def test_held_out_photos_are_not_training_photos():
+  held_out = set(os.listdir(HELD_OUT))
+  assert held_out and not held_out & set(os.listdir(TRAIN))
+  train_pixels = {_read(os.path.join(TRAIN, n)).tobytes()
+                  for n in os.listdir(TRAIN)}
+  for name in held_out:
+    assert _read(os.path.join(HELD_OUT, name)).tobytes() not in train_pixels
+
+
+def _jpeg_at_least(image, bpp):
+  """(bpp, PSNR) of the cheapest JPEG 4:2:0 with at least `bpp`."""
+  pixels = image.shape[0] * image.shape[1]
+  for quality in JPEG_QUALITIES:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=quality,
+                                subsampling=anchors.JPEG_SUBSAMPLING)
+    jpeg_bpp = metrics.bits_per_pixel(buf.tell(), *image.shape[:2])
+    if jpeg_bpp >= bpp:
+      decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+      return jpeg_bpp, metrics.psnr(image, decoded)
+  raise AssertionError(f"no JPEG reaches {bpp} bpp ({pixels} pixels)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_round_trip_rate_and_quality_against_jpeg(name):
+  codec = export.load_exported(os.path.join(SHIPPED, name))
+  image = _read(HELD_OUT_PHOTO)
+  data = codec.compress(image)
+  decoded = codec.decompress(data)
+  reconstruction, estimated_bits = codec.reconstruct(image)
+  np.testing.assert_array_equal(decoded, reconstruction)
+
+  header = bitstream.header_size(
+      len(codec.metadata["name"].encode()), NUM_STRINGS)
+  payload_bits = 8 * (len(data) - header)
+  assert abs(payload_bits - estimated_bits) <= RATE_RTOL * estimated_bits, (
+      payload_bits, estimated_bits)
+
+  bpp = metrics.bits_per_pixel(len(data), *image.shape[:2])
+  psnr = metrics.psnr(image, decoded)
+  jpeg_bpp, jpeg_psnr = _jpeg_at_least(image, bpp)
+  assert psnr > jpeg_psnr, (
+      f"{name}: {bpp:.3f} bpp {psnr:.2f} dB; JPEG {jpeg_bpp:.3f} bpp "
+      f"{jpeg_psnr:.2f} dB")
+  print(json.dumps(dict(model=name, bpp=bpp, psnr=psnr, jpeg_bpp=jpeg_bpp,
+                        jpeg_psnr=jpeg_psnr)))
