@@ -274,3 +274,74 @@ def test_failures_inside_the_model(bad_inputs):
   assert os.listdir(bad_inputs / "d") == []
   assert not [n for n in os.listdir(bad_inputs) if n.startswith("out")]
   assert no_temp_files(bad_inputs)
+
+
+def test_decompress_compare_to_reports_quality(work):
+  image = smooth_image(seed=5)
+  save(work / "q.png", image)
+  run(work, "--model", "fake-lq", "compress", "q.png")
+  proc = run(work, "decompress", "q.png.dcae", "q_out.png", "--compare_to",
+             "q.png")
+  line = proc.stdout.strip().splitlines()[-1]
+  assert "bpp" in line and "PSNR" in line and "against q.png" in line, line
+  decoded = np.asarray(Image.open(work / "q_out.png")).astype(np.float64)
+  mse = np.mean((decoded - image) ** 2)
+  assert f"PSNR {10 * np.log10(255 ** 2 / mse):.2f} dB" in line
+  # A reference of another size is a clean error.
+  save(work / "small.png", smooth_image(8, 8))
+  proc = run(work, "decompress", "q.png.dcae", "q2.png", "--compare_to",
+             "small.png", expect=1)
+  assert_one_line_error(proc, "--compare_to small.png is 8x8")
+
+
+def test_default_file_picks_the_model_among_several(work):
+  save(work / "d.png", smooth_image(seed=6))
+  # Two models and no choice: a clear error naming them.
+  proc = run(work, "compress", "d.png", expect=1)
+  assert_one_line_error(proc, "choose one with --model")
+  models_dir = work / "models_copy"
+  shutil.copytree(work / "saved_models", models_dir)
+  (models_dir / "DEFAULT").write_text("fake-lq\n")
+  proc = run(work, "--models_dir", models_dir, "compress", "d.png")
+  assert "model fake-lq" in proc.stdout
+  # $DCAE_TF_MODELS_DIR is the default --models_dir.
+  env_proc = subprocess.run(
+      [dcae_tf_command(), "models"], cwd=work / "models_copy",
+      env=dict(os.environ, DCAE_TF_MODELS_DIR=str(models_dir)),
+      capture_output=True, text=True, timeout=300)
+  assert env_proc.returncode == 0 and "fake-lq" in env_proc.stdout
+
+
+def test_evaluate_subcommand_writes_tables_and_cards(work):
+  images = work / "eval_images"
+  images.mkdir()
+  for i in range(2):
+    save(images / f"e{i}.png", smooth_image(64, 64, seed=10 + i))
+  cards = {name: work / "saved_models" / name / "model_card.json"
+           for name in FAKES}
+  # The module's models are shared: put their cards back afterwards.
+  saved = {name: path.read_bytes() for name, path in cards.items()
+           if path.exists()}
+  proc = run(work, "evaluate", "eval_images", "--anchors", "jpeg",
+             "--output", "results", "--model_cards")
+  for name in ("per_image.csv", "summary.json", "bd.csv", "rd_psnr.png"):
+    assert (work / "results" / name).is_file(), proc.stdout
+  with open(work / "results" / "per_image.json") as f:
+    rows = json.load(f)
+  settings = {r["setting"] for r in rows if r["kind"] == "model"}
+  assert len(settings) == len(FAKES)
+  for name in FAKES:
+    card_path = work / "saved_models" / name / "model_card.json"
+    with open(card_path) as f:
+      card = json.load(f)
+    assert card["name"] == name and card["evaluation"]["num_images"] == 2
+    model_rows = [r for r in rows if r["setting"].endswith(name)]
+    assert card["bpp_range"] == [min(r["bpp"] for r in model_rows),
+                                 max(r["bpp"] for r in model_rows)]
+    assert "evaluate" in card["evaluation"]["command"]
+    assert (work / "saved_models" / name / "MODEL_CARD.md").is_file()
+    os.remove(work / "saved_models" / name / "MODEL_CARD.md")
+    if name in saved:
+      card_path.write_bytes(saved[name])
+    else:
+      os.remove(card_path)
