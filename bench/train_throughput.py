@@ -78,7 +78,6 @@ ERROR_TAIL_LINES = 15
 NOISE_MARKERS = ("Unable to register cu", "TF-TRT Warning")
 RESULT_FILE = "result.json"
 RESULT_FILE_ENCODING = "utf-8"
-KIB_PER_MIB = 1024
 # The methods of Trainer.train() this benchmark replays (see the docstring).
 TRAINER_METHODS = ("_create_state", "_datasets", "_make_train_step")
 
@@ -166,15 +165,9 @@ def build_parser():
 # --- child: one configuration ---------------------------------------------------
 
 def peak_rss_mib():
-  """Peak resident set size of this process (VmHWM), in MiB; None if unknown."""
-  try:
-    with open("/proc/self/status", encoding="ascii") as f:
-      for line in f:
-        if line.startswith("VmHWM:"):
-          return int(line.split()[1]) / KIB_PER_MIB
-  except OSError:
-    pass
-  return None
+  """Peak resident set size of this process, in MiB (bench/latency.py's)."""
+  from latency import peak_rss_mib as latency_peak_rss_mib  # pylint: disable=import-outside-toplevel
+  return latency_peak_rss_mib()
 
 
 def log(message):

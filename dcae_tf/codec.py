@@ -25,7 +25,7 @@ RANGE_CODER_PRECISION = 16
 PIXEL_MAX = 255.
 # Facts of a model directory's model.json that travel into exports.
 TRAINING_METADATA = ("step", "train_data", "crop_size", "batch_size",
-                     "learning_rate")
+                     "learning_rate", "init_from")
 
 
 def weights_fingerprint(model):

@@ -331,7 +331,8 @@ def test_fuzz_container(saved_decoders):
   entries = fuzz.container_corpus(tf, rng, 9)
   runs = [saved_decoders[e["name"]] for e in entries]
   counts = _fuzz(runs, entries, FUZZ_MUTATIONS, seed)
-  assert counts[fuzz.ERROR] > 0.9 * FUZZ_MUTATIONS, counts
+  # Re-sealed mutations (2 of the 11 kinds) may decode; the rest must not.
+  assert counts[fuzz.ERROR] > 0.75 * FUZZ_MUTATIONS, counts
 
   def eager_decoder(entry):
     def run(data):

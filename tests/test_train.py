@@ -40,6 +40,8 @@ if cpus:
   tf.config.set_logical_device_configuration(
       tf.config.list_physical_devices("CPU")[0],
       [tf.config.LogicalDeviceConfiguration()] * cpus)
+from absl import logging
+logging.set_verbosity(logging.INFO)  # The run's log lines, as bin/train.py.
 from dcae_tf import training
 result = training.train(training.TrainConfig(**args))
 if dump:

@@ -87,6 +87,7 @@ def markdown(c):
       f"- steps: {t.get('step', 'n/a')}, batch {t.get('batch_size', 'n/a')} "
       f"random {t.get('crop_size', 'n/a')}px crops, Adam at "
       f"{t.get('learning_rate', 'n/a')}",
+      f"- started from: {t.get('init_from') or 'random weights'}",
       f"- data: {t.get('train_data', 'n/a')} (sources and licences: "
       "`data/README.md`; no evaluation image is in the training set)",
       "",
