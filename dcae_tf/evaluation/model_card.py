@@ -16,8 +16,6 @@ from dcae_tf.evaluation import report
 
 JSON_FILE = "model_card.json"
 MARKDOWN_FILE = "MODEL_CARD.md"
-# Anchor whose BD-rate is the headline number of a card.
-HEADLINE_ANCHOR = "JPEG"
 
 
 def _model_rows(results, setting):
@@ -123,14 +121,6 @@ def markdown(c):
     lines.append("")
   lines += ["## Reproduce", "", "```sh", e["command"], "```", ""]
   return "\n".join(lines)
-
-
-def headline_bd_rate(c, anchor=HEADLINE_ANCHOR, metric="psnr"):
-  """BD-rate (%) of the card's curve against `anchor` in `metric`, or None."""
-  for b in c["evaluation"]["bd"]:
-    if b["anchor"] == anchor and b["metric"] == metric:
-      return b["bd_rate"]
-  return None
 
 
 def _export_metadata(path):
