@@ -20,6 +20,11 @@ flags.DEFINE_integer("max_pixels", None, "Largest image (H*W) the exported "
 flags.DEFINE_float("lmbda", None, "Override the recorded lambda.")
 flags.DEFINE_enum("metric", None, ["mse", "ms-ssim"],
                   "Override the recorded metric.")
+flags.DEFINE_enum("weight_dtype", "float32", ["float32", "float16"],
+                  "How the export stores its layer weights: float16 halves "
+                  "the export's size; computation stays float32 (the "
+                  "rounding costs a few hundredths of a dB, see "
+                  "dcae_tf/weights.py).")
 FLAGS = flags.FLAGS
 
 
@@ -35,7 +40,7 @@ def main(argv):
   try:
     codec = codec_lib.codec_from_checkpoint(
         FLAGS.checkpoint, name=name, lmbda=FLAGS.lmbda, metric=FLAGS.metric,
-        **kwargs)
+        weight_dtype=FLAGS.weight_dtype, **kwargs)
     path = export.save_versioned(codec, os.path.join(FLAGS.models_dir, name),
                                  FLAGS.version)
   except (OSError, ValueError) as e:

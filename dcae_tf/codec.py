@@ -17,6 +17,7 @@ import tensorflow_compression as tfc
 
 from dcae_tf import bitstream
 from dcae_tf import entropy
+from dcae_tf import weights
 
 # Default pixel limit for inputs and for sizes claimed by bitstream headers.
 DEFAULT_MAX_PIXELS = 2 ** 26
@@ -77,7 +78,8 @@ class DCAECodec(tf.Module):
     self.metadata = dict(
         name=self.model_name, fingerprint=self.fingerprint, preset=c.name,
         lmbda=lmbda, metric=metric,
-        format_version=bitstream.FORMAT_VERSION, max_pixels=self.max_pixels)
+        format_version=bitstream.FORMAT_VERSION, max_pixels=self.max_pixels,
+        weight_dtype=weights.storage_dtype(model))
     # E.g. how the model was trained; never overrides the identity above.
     for key, value in (extra_metadata or {}).items():
       self.metadata.setdefault(key, value)
@@ -212,16 +214,20 @@ class DCAECodec(tf.Module):
 
 
 def codec_from_checkpoint(directory, name=None, max_pixels=DEFAULT_MAX_PIXELS,
-                          lmbda=None, metric=None):
+                          lmbda=None, metric=None,
+                          weight_dtype=weights.FLOAT32):
   """Builds a codec (with its coding tables) from a model directory.
 
-  λ and metric are taken from the directory's model.json unless given. The
+  λ and metric are taken from the directory's model.json unless given.
+  `weight_dtype` "float16" stores the layer weights halved (see
+  `dcae_tf.weights`): half-size exports, same float32 computation. The
   z quantisation offsets are used as stored: training refreshes them from
   the prior (`HyperpriorModel.refresh_offset`), conversion loads the official
   medians, so the codec quantises exactly as the checkpoint was evaluated.
   """
   from dcae_tf import checkpoint  # pylint: disable=import-outside-toplevel
   model, meta = checkpoint.load_model(directory)
+  model = weights.with_weight_dtype(model, weight_dtype)
   return DCAECodec(
       model, name=name, max_pixels=max_pixels,
       lmbda=meta.get("lmbda") if lmbda is None else lmbda,

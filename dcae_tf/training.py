@@ -263,6 +263,8 @@ class Trainer:
 
   def _check_model_dir(self):
     meta = _read_meta(self.cfg.model_path)
+    # Where a resumed run's weights first came from (its first run's flag).
+    self.init_from = (meta or {}).get("init_from") or self.cfg.init_from
     if meta is None:
       return
     if meta.get("preset") not in (None, self.cfg.preset):
@@ -286,7 +288,8 @@ class Trainer:
                            f" ({self.train_source.describe()})"),
             "crop_size": self.cfg.crop_size,
             "batch_size": self.cfg.batch_size,
-            "learning_rate": self.cfg.learning_rate}
+            "learning_rate": self.cfg.learning_rate,
+            "init_from": self.init_from}
 
   # -- setup -----------------------------------------------------------------
 

@@ -42,6 +42,8 @@ def card(results, setting, metadata, command):
       "preset": metadata.get("preset"),
       "lmbda": metadata.get("lmbda"),
       "metric": metadata.get("metric"),
+      # Exports before weight_dtype existed stored float32.
+      "weight_dtype": metadata.get("weight_dtype", "float32"),
       "training": {k: metadata[k] for k in codec_lib.TRAINING_METADATA
                    if k in metadata},
       "evaluation": {
@@ -78,7 +80,8 @@ def markdown(c):
       "",
       f"DCAE (Lu et al., CVPR 2025), preset `{c['preset']}`, trained with "
       f"{c['metric']} distortion at lambda {c['lmbda']} "
-      f"(weights fingerprint `{c['fingerprint']}`).",
+      f"(weights fingerprint `{c['fingerprint']}`; weights stored as "
+      f"{c.get('weight_dtype', 'float32')}, computation in float32).",
       "",
       "## Training",
       "",

@@ -1,0 +1,79 @@
+"""How an exported model stores its weights: float32, or float16 to halve it.
+
+An export's variables are almost all layer weights (for the small preset,
+17 MB of a 25 MB SavedModel). Stored as float16 they take half the space;
+the graph reads each one as float32 (a cast per read), so every computation
+still runs in float32, exactly as in training. Encoder and decoder read the
+same rounded weights, so bitstreams still decode bit-exactly; the rounding
+(relative 2^-11 per weight) moves rate and PSNR by amounts that
+`tests/test_export.py` bounds and `MODEL_CARD.md` reports, and it changes
+the weights' fingerprint, so a float16 export never accepts a float32
+export's bitstreams or vice versa.
+
+Only the weights of Keras layers are halved. The z prior's parameters and
+quantisation offsets stay float32: the codec builds its coding tables from
+them eagerly, and they are tiny.
+
+The reads are cast by Keras's `AutoCastVariable`, the wrapper its mixed
+precision uses the other way round (float32 variables read as float16):
+Keras layers cast every wrapped weight to their compute dtype (float32)
+inside their call.
+"""
+import tensorflow as tf
+# Keras has no public constructor for the wrapper; keras 2.14 is pinned.
+from keras.src.mixed_precision import autocast_variable
+
+from dcae_tf.model import DCAE
+
+FLOAT32 = "float32"
+FLOAT16 = "float16"
+WEIGHT_DTYPES = (FLOAT32, FLOAT16)
+
+
+def _half_storage_creator(next_creator, **kwargs):
+  """Creates a float32 variable as a float16 one that reads as float32."""
+  if tf.as_dtype(kwargs.get("dtype") or tf.float32) != tf.float32:
+    return next_creator(**kwargs)
+  initial_value = kwargs["initial_value"]
+  kwargs["initial_value"] = lambda: tf.cast(
+      initial_value() if callable(initial_value) else initial_value,
+      tf.float16)
+  kwargs["dtype"] = tf.float16
+  return autocast_variable.create_autocast_variable(next_creator(**kwargs))
+
+
+def storage_dtype(model):
+  """"float16" if the model's layer weights are stored halved, else float32."""
+  return (FLOAT16 if any(v.dtype == tf.float16 for v in model.variables)
+          else FLOAT32)
+
+
+def with_weight_dtype(model, dtype):
+  """`model`, or a copy of it whose layer weights are stored as `dtype`.
+
+  Args:
+    model: a built `DCAE` with float32 weights.
+    dtype: one of WEIGHT_DTYPES.
+
+  Returns:
+    `model` itself for float32; for float16 a new `DCAE` of the same config
+    holding the weights rounded to float16.
+  """
+  if dtype not in WEIGHT_DTYPES:
+    raise ValueError(f"weight dtype must be one of {WEIGHT_DTYPES}, "
+                     f"not {dtype!r}")
+  if dtype == FLOAT32:
+    return model
+  # The prior and the offsets are created here, in float32; the layer
+  # weights are created by building, under the creator.
+  copy = DCAE(model.config)
+  with tf.variable_creator_scope(_half_storage_creator):
+    copy.build_weights()
+  sources, targets = model.variables, copy.variables
+  if [(v.name, v.shape) for v in sources] != [(v.name, v.shape)
+                                              for v in targets]:
+    raise ValueError("internal error: a rebuilt model's variables do not "
+                     "match the original's")
+  for source, target in zip(sources, targets):
+    target.assign(tf.cast(source, target.dtype))
+  return copy
