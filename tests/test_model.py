@@ -90,6 +90,19 @@ def test_training_gradients_reach_every_variable(tiny):
   assert not missing, missing
 
 
+def test_variable_names_follow_the_layer_structure(tiny):
+  """Names are what TensorBoard, checkpoints' readers and the weights'
+  fingerprint see: unique, and under the scope of the layer owning them
+  (also for layers that are built but never called, like ConvGLU's fc1)."""
+  names = [v.name for v in tiny.variables]
+  assert len(names) == len(set(names))
+  dense = [m for m in tiny.submodules
+           if isinstance(m, tf.keras.layers.Dense)]
+  assert dense
+  for layer in dense:
+    assert f"/{layer.name}/kernel:0" in layer.kernel.name, layer.kernel.name
+
+
 def test_loader_names_bad_keys(tiny):
   good = convert.to_official_state_dict(tiny)
   report = convert.load_official_weights(

@@ -130,7 +130,10 @@ class ConvGLU(base.TorchNamed, tf.keras.layers.Layer):
     self.fc2 = base.dense(out_dim or dim, name="fc2")
 
   def build(self, input_shape):
-    self.fc1.build(input_shape)
+    # Built, never called (see call); under its own scope so its weights
+    # keep the names `.../mlp/fc1/kernel` a call would give them.
+    with tf.name_scope(self.fc1.name):
+      self.fc1.build(input_shape)
     super().build(input_shape)
 
   def call(self, x):
