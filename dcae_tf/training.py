@@ -107,9 +107,13 @@ class TrainConfig:
       raise ValueError(f"small_images must be one of "
                        f"{data_lib.SMALL_IMAGE_POLICIES}")
     for name in ("batch_size", "crop_size", "steps", "checkpoint_every",
-                 "validate_every", "log_every", "keep_checkpoints"):
+                 "validate_every", "log_every", "keep_checkpoints",
+                 "max_val_images"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+    if self.val_batch_size is not None and self.val_batch_size < 1:
+      raise ValueError(f"val_batch_size must be >= 1, not "
+                       f"{self.val_batch_size}")
     if not self.learning_rate > 0:
       raise ValueError("learning_rate must be > 0")
     if not self.clip_norm >= 0:
@@ -589,12 +593,18 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_string("tfds_split", d.tfds_split, "TFDS training split.", **f)
   flags.DEFINE_string("tfds_val_split", None, "TFDS validation split (if no "
                       "val_glob).", **f)
+  flags.DEFINE_string("tfds_image_key", d.tfds_image_key, "Feature of the "
+                      "TFDS examples that holds the image.", **f)
   flags.DEFINE_string("model_path", None, "Model directory: checkpoints, "
                       "model.json, TensorBoard logs; rerun to resume.", **f)
   flags.DEFINE_integer("batch_size", d.batch_size, "Global batch size (split "
                        "over all replicas).", **f)
   flags.DEFINE_integer("crop_size", d.crop_size, "Side of the random "
                        "training / center validation crops.", **f)
+  flags.DEFINE_integer("val_batch_size", None, "Validation batch size "
+                       "(default: --batch_size).", **f)
+  flags.DEFINE_integer("max_val_images", d.max_val_images, "Validate on at "
+                       "most this many images (their center crops).", **f)
   flags.DEFINE_integer("steps", d.steps, "Train until this global step.", **f)
   flags.DEFINE_float("learning_rate", d.learning_rate, "Adam learning "
                      "rate.", **f)
@@ -605,6 +615,8 @@ def define_flags(flag_values=flags.FLAGS):
                      "to this global norm; 0 disables.", **f)
   flags.DEFINE_integer("checkpoint_every", d.checkpoint_every, "Checkpoint "
                        "every N steps (and at the end).", **f)
+  flags.DEFINE_integer("keep_checkpoints", d.keep_checkpoints, "Keep the "
+                       "newest N checkpoints.", **f)
   flags.DEFINE_integer("validate_every", d.validate_every, "Validate every N "
                        "steps (and at the end).", **f)
   flags.DEFINE_integer("log_every", d.log_every, "Write training summaries "
@@ -629,10 +641,13 @@ def define_flags(flag_values=flags.FLAGS):
 
 FLAG_NAMES = (
     "lmbda", "metric", "preset", "train_glob", "val_glob", "tfds_dataset",
-    "tfds_data_dir", "tfds_split", "tfds_val_split", "model_path",
-    "batch_size", "crop_size", "steps", "learning_rate", "lr_decay_step",
-    "clip_norm", "checkpoint_every", "validate_every", "log_every",
+    "tfds_data_dir", "tfds_split", "tfds_val_split", "tfds_image_key",
+    "model_path", "batch_size", "crop_size", "val_batch_size",
+    "max_val_images", "steps", "learning_rate", "lr_decay_step", "clip_norm",
+    "checkpoint_every", "keep_checkpoints", "validate_every", "log_every",
     "strategy", "logical_cpus", "init_from", "seed", "small_images")
+# TrainConfig fields for tests and library callers only.
+NOT_FLAGS = ("deterministic", "verbose")
 
 
 def config_from_flags(flag_values=flags.FLAGS):

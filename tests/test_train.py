@@ -5,6 +5,7 @@ smaller ones. Every training process spends most of its time tracing the
 train step once; the tests therefore run few, short processes, in parallel
 where they are independent (2 cores).
 """
+import dataclasses
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import time
 
 import numpy as np
 import pytest
+from absl import flags
 import tensorflow as tf
 
 from dcae_tf import checkpoint as ckpt_lib
@@ -126,6 +128,25 @@ def test_missing_required_flag_is_a_usage_error(tmp_path):
                         timeout=120)
   assert proc.returncode != 0
   assert "--lmbda" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_every_config_field_is_a_flag_with_the_same_default():
+  """bin/train.py --help explains every setting, and a flag's default is
+  the library's."""
+  values = flags.FlagValues()
+  training.define_flags(values)
+  fields = {f.name: f.default for f in dataclasses.fields(
+      training.TrainConfig)}
+  assert set(training.FLAG_NAMES) == set(fields) - set(training.NOT_FLAGS)
+  for name in training.FLAG_NAMES:
+    assert values[name].help, name
+    default = fields[name]
+    if default is not dataclasses.MISSING:
+      assert values[name].default == default, name
+  values(["train.py", "--lmbda", "0.01", "--model_path", "x",
+          "--keep_checkpoints", "5", "--val_batch_size", "2"])
+  cfg = training.config_from_flags(values)
+  assert (cfg.keep_checkpoints, cfg.val_batch_size) == (5, 2)
 
 
 @pytest.mark.slow

@@ -98,6 +98,8 @@ def test_step_decay_schedule():
     ({"small_images": "crop"}, "small_images must be"),
     ({"metric": "ms-ssim", "crop_size": 16}, "MS-SSIM needs"),
     ({"clip_norm": -1.0}, "clip_norm"),
+    ({"max_val_images": 0}, "max_val_images must be >= 1"),
+    ({"val_batch_size": 0}, "val_batch_size must be >= 1"),
 ])
 def test_bad_training_config(changes, message):
   cfg = training.TrainConfig(model_path="x", lmbda=0.01, train_glob="x")
