@@ -12,6 +12,7 @@ import json
 import os
 
 from dcae_tf import codec as codec_lib
+from dcae_tf import weights
 from dcae_tf.evaluation import report
 
 JSON_FILE = "model_card.json"
@@ -43,7 +44,7 @@ def card(results, setting, metadata, command):
       "lmbda": metadata.get("lmbda"),
       "metric": metadata.get("metric"),
       # Exports before weight_dtype existed stored float32.
-      "weight_dtype": metadata.get("weight_dtype", "float32"),
+      "weight_dtype": metadata.get("weight_dtype", weights.FLOAT32),
       "training": {k: metadata[k] for k in codec_lib.TRAINING_METADATA
                    if k in metadata},
       "evaluation": {
@@ -81,7 +82,7 @@ def markdown(c):
       f"DCAE (Lu et al., CVPR 2025), preset `{c['preset']}`, trained with "
       f"{c['metric']} distortion at lambda {c['lmbda']} "
       f"(weights fingerprint `{c['fingerprint']}`; weights stored as "
-      f"{c.get('weight_dtype', 'float32')}, computation in float32).",
+      f"{c['weight_dtype']}, computation in float32).",
       "",
       "## Training",
       "",
