@@ -1,10 +1,23 @@
 """Latency, peak memory and FLOP efficiency of DCAE encode / decode on CPU.
 
   python bench/latency.py [--preset paper] [--height 512 --width 768]
-      [--modes function,eager,xla] [--repeats 2] [--output latency.json]
+      [--modes function,eager,xla] [--weight_dtypes float32,float16]
+      [--repeats 2] [--output latency.json]
 
 Builds a DCAE with random weights (the timing does not depend on the values)
-and times, per direction, the parts of the codec separately:
+and measures two things, each in fresh subprocesses:
+
+The codec, as a user runs it (`codec` processes, one per direction and
+weight storage dtype): a process that builds the model, runs
+`DCAECodec.compress` (or `decompress` of the bitstream the encode process
+wrote) and nothing else. Its wall time is put next to the roofline time of
+the codec's FLOPs (counted below), and its peak resident set size (VmHWM of
+/proc/self/status, the whole process: Python, TensorFlow, the weights and
+the peak of the computation) is what a compress / decompress command needs.
+float16 is how the shipped models store their weights (`dcae_tf.weights`).
+
+The parts (`parts` processes, one per mode and direction), timed
+separately:
 
   encode: g_a (analysis transform), hyperprior (h_a, z quantisation, both
           h_s branches), slices (dictionary cross-attention + mean / scale /
@@ -14,14 +27,11 @@ and times, per direction, the parts of the codec separately:
   decode: hyperprior (both h_s branches), slices, g_s (synthesis transform),
           range decoding (= DCAECodec.decompress minus the network parts)
 
-Each (mode, direction) runs in its own subprocess, so the peak resident set
-size (VmHWM of /proc/self/status) belongs to that measurement alone: we
-report the process peak and the peak of the timed section (the kernel's
-high-water mark is reset through /proc/self/clear_refs after warm-up).
-
 Network parts run as `eager` (plain Python calls), `function` (tf.function
-with a static input signature) or `xla` (tf.function(jit_compile=True)); the
-full codec always uses its own tf.functions and is timed in `function` mode.
+with a static input signature) or `xla` (tf.function(jit_compile=True)).
+A parts process holds every part's graph and the codec's at once, so its
+peak RSS (reported after the timed section's, whose high-water mark is reset
+through /proc/self/clear_refs after warm-up) is above a codec process's.
 FLOPs come from the TF profiler on the graph of each part's concrete function
 (it counts Conv2D, MatMul, BatchMatMul, elementwise ops...) plus an exact count
 of Einsum ops, which the profiler does not know (2 * product of all index
@@ -36,12 +46,20 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODES = ("eager", "function", "xla")
 DIRECTIONS = ("encode", "decode")
+# The network parts of each direction, in the order the codec runs them.
+PARTS = {"encode": ("g_a", "hyperprior_enc", "slices"),
+         "decode": ("hyperprior_dec", "slices", "g_s")}
+WEIGHT_DTYPES = ("float32", "float16")  # = dcae_tf.weights.WEIGHT_DTYPES
+# Targets of issue 6 on this class of CPU.
+TARGET_ROOFLINE_RATIO = 1.25
+TARGET_PEAK_RSS_MIB = 1.5e9 / 2 ** 20
 # Roofline: square float32 matmul of this size, best of this many runs.
 ROOFLINE_SIZE = 2048
 ROOFLINE_REPEATS = 10
@@ -182,14 +200,14 @@ def _parts(model, mode, height, width):
   return out
 
 
-def worker(args):
-  """Runs one measurement and prints its results as one JSON line."""
+def parts_worker(args):
+  """Times the parts of one (mode, direction); prints one JSON line."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from dcae_tf.config import get_config  # pylint: disable=import-outside-toplevel
   from dcae_tf.model import DCAE  # pylint: disable=import-outside-toplevel
 
-  tf.random.set_seed(SEED)
+  tf.keras.utils.set_random_seed(SEED)  # Python, NumPy and TF seeds
   height, width = args.height, args.width
   config = get_config(args.preset)
   if height % config.pad_multiple or width % config.pad_multiple:
@@ -201,7 +219,8 @@ def worker(args):
   image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
   x = tf.constant(image[None].astype(np.float32) / 255.)
   parts = _parts(model, args.mode, height, width)
-  result = {"mode": args.mode, "direction": args.direction,
+  result = {"kind": "parts", "mode": args.mode,
+            "direction": args.direction,
             "preset": args.preset, "height": height, "width": width,
             "repeats": args.repeats, "parts": {}}
 
@@ -218,12 +237,9 @@ def worker(args):
   y = call("g_a", x)
   z_hat, scales, means = call("hyperprior_enc", y)
   y_hat = call("slices", y, scales, means)
-  if args.direction == "encode":
-    order = [("g_a", (x,)), ("hyperprior_enc", (y,)),
-             ("slices", (y, scales, means))]
-  else:
-    order = [("hyperprior_dec", (z_hat,)), ("slices", (y, scales, means)),
-             ("g_s", (y_hat,))]
+  inputs = {"g_a": (x,), "hyperprior_enc": (y,), "slices": (y, scales, means),
+            "hyperprior_dec": (z_hat,), "g_s": (y_hat,)}
+  order = [(name, inputs[name]) for name in PARTS[args.direction]]
   for name, inputs in order:
     if name not in first_call:
       call(name, *inputs)
@@ -270,19 +286,95 @@ def worker(args):
   print(json.dumps(result))
 
 
+def codec_worker(args):
+  """Runs only the codec, as a compress / decompress command would.
+
+  Prints one JSON line: best seconds of `args.repeats` runs after a warm-up,
+  the process's peak RSS and a matmul roofline measured afterwards.
+  """
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from dcae_tf import weights  # pylint: disable=import-outside-toplevel
+  from dcae_tf.codec import DCAECodec  # pylint: disable=import-outside-toplevel
+  from dcae_tf.config import get_config  # pylint: disable=import-outside-toplevel
+
+  # Same seed, same weights in the encode and the decode process (the
+  # bitstream's fingerprint check would refuse anything else).
+  tf.keras.utils.set_random_seed(SEED)  # Python, NumPy and TF seeds
+  model = weights.new_model(get_config(args.preset), args.weight_dtype)
+  codec = DCAECodec(model, name="latency",
+                    max_pixels=args.height * args.width)
+  if args.direction == "encode":
+    rng = np.random.default_rng(SEED)
+    arg = tf.constant(rng.integers(0, 256, (args.height, args.width, 3),
+                                   dtype=np.uint8))
+    fn = codec.compress
+  else:
+    with open(args.bitstream, "rb") as f:
+      arg = tf.constant(f.read())
+    fn = codec.decompress
+  begin = time.perf_counter()
+  out = fn(arg).numpy()
+  first_call = time.perf_counter() - begin
+  if args.direction == "encode":
+    with open(args.bitstream, "wb") as f:
+      f.write(out)
+  seconds, _ = _timed(fn, (arg,), args.repeats)
+  result = {"kind": "codec", "direction": args.direction,
+            "weight_dtype": args.weight_dtype, "preset": args.preset,
+            "height": args.height, "width": args.width,
+            "repeats": args.repeats, "seconds": seconds,
+            "first_call_seconds": first_call,
+            "peak_rss_mib": peak_rss_mib()}
+  result["roofline_gflops_per_s"] = matmul_roofline()
+  print(json.dumps(result))
+
+
 # --- the driver -----------------------------------------------------------------
 
-def run_worker(args, mode, direction):
-  cmd = [sys.executable, os.path.abspath(__file__), "--worker",
-         "--mode", mode, "--direction", direction, "--preset", args.preset,
+def run_worker(args, kind, direction, *extra):
+  """Runs a `kind` ("parts" or "codec") worker; its JSON result or None."""
+  cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind,
+         "--direction", direction, "--preset", args.preset,
          "--height", str(args.height), "--width", str(args.width),
-         "--repeats", str(args.repeats)]
+         "--repeats", str(args.repeats), *extra]
+  label = " ".join([kind, direction] + [v for k, v in zip(extra[::2], extra[1::2])
+                                          if k != "--bitstream"])
+  print(f"measuring {label} ...", file=sys.stderr, flush=True)
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if proc.returncode:
     tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
-    print(f"warning: {mode}/{direction} failed: {tail[0]}", file=sys.stderr)
+    print(f"warning: {label} failed: {tail[0]}", file=sys.stderr)
     return None
   return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def codec_report(codec_results, flops_by_part):
+  """Prints the codec processes' table against the targets; returns rows."""
+  rows = []
+  print(f"\ncodec processes (build + {'/'.join(DIRECTIONS)} only; "
+        f"targets: <= {TARGET_ROOFLINE_RATIO}x the roofline time, peak RSS "
+        f"<= {TARGET_PEAK_RSS_MIB:.0f} MiB)")
+  print(f"{'dir':<7} {'weights':<8} {'seconds':>8} {'GFLOP':>7} "
+        f"{'x roofline time':>15} {'peak RSS MiB':>12}  targets")
+  for r in codec_results:
+    flops = sum(flops_by_part.get(n, 0) for n in PARTS[r["direction"]])
+    ideal = flops / (r["roofline_gflops_per_s"] * 1e9) if flops else None
+    ratio = r["seconds"] / ideal if ideal else None
+    met = (ratio is not None and ratio <= TARGET_ROOFLINE_RATIO,
+           r["peak_rss_mib"] <= TARGET_PEAK_RSS_MIB)
+    row = dict(direction=r["direction"], weight_dtype=r["weight_dtype"],
+               seconds=r["seconds"], gflop=flops / 1e9 if flops else None,
+               roofline_gflops_per_s=r["roofline_gflops_per_s"],
+               roofline_time_ratio=ratio, peak_rss_mib=r["peak_rss_mib"],
+               time_target_met=met[0], memory_target_met=met[1])
+    rows.append(row)
+    ratio_text = f"{ratio:.2f}x" if ratio else "-"
+    print(f"{r['direction']:<7} {r['weight_dtype']:<8} {r['seconds']:8.3f} "
+          f"{flops / 1e9:7.1f} {ratio_text:>15} {r['peak_rss_mib']:12.0f}  "
+          f"time {'met' if met[0] else 'NOT met'}, "
+          f"memory {'met' if met[1] else 'NOT met'}")
+  return rows
 
 
 def report(results, flops_by_part):
@@ -313,7 +405,7 @@ def report(results, flops_by_part):
     extra = (f", full codec {r['codec_seconds']:.3f} s, "
              f"{r['bitstream_bytes']} bytes") if "codec_seconds" in r else ""
     print(f"{r['mode']:<9} {r['direction']:<7} roofline {roofline:.1f} "
-          f"GFLOP/s; peak RSS: timed section "
+          f"GFLOP/s; peak RSS of this parts process: timed section "
           f"{r['timed_peak_rss_mib']:.0f} MiB (reset: {r['peak_reset']}), "
           f"process {r['process_peak_rss_mib']:.0f} MiB{extra}")
   by_key = {(r["mode"], r["direction"]): r for r in results}
@@ -339,22 +431,35 @@ def main():
                       help="comma-separated subset of " + ",".join(MODES))
   parser.add_argument("--directions", default=",".join(DIRECTIONS))
   parser.add_argument("--repeats", type=int, default=2)
+  parser.add_argument("--weight_dtypes", default=",".join(WEIGHT_DTYPES),
+                      help="weight storage of the codec processes: "
+                      "comma-separated subset of " + ",".join(WEIGHT_DTYPES))
   parser.add_argument("--output", help="also write the results as JSON")
-  parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--worker", choices=("parts", "codec"),
+                      help=argparse.SUPPRESS)
   parser.add_argument("--mode", default="function", choices=MODES,
                       help=argparse.SUPPRESS)
   parser.add_argument("--direction", default="encode", choices=DIRECTIONS,
                       help=argparse.SUPPRESS)
+  parser.add_argument("--weight_dtype", default="float32",
+                      choices=WEIGHT_DTYPES, help=argparse.SUPPRESS)
+  parser.add_argument("--bitstream", help=argparse.SUPPRESS)
   args = parser.parse_args()
-  if args.worker:
-    worker(args)
+  if args.worker == "parts":
+    parts_worker(args)
+    return 0
+  if args.worker == "codec":
+    codec_worker(args)
     return 0
   modes = [m for m in args.modes.split(",") if m]
   directions = [d for d in args.directions.split(",") if d]
-  bad = sorted(set(modes) - set(MODES)) + sorted(set(directions) -
-                                                 set(DIRECTIONS))
+  dtypes = [d for d in args.weight_dtypes.split(",") if d]
+  bad = (sorted(set(modes) - set(MODES)) +
+         sorted(set(directions) - set(DIRECTIONS)) +
+         sorted(set(dtypes) - set(WEIGHT_DTYPES)))
   if bad:
-    print(f"error: unknown mode/direction {bad}", file=sys.stderr)
+    print(f"error: unknown mode/direction/weight dtype {bad}",
+          file=sys.stderr)
     return 1
   # FLOPs are counted in function mode: make sure it runs.
   if "function" not in modes:
@@ -362,19 +467,32 @@ def main():
   results = []
   for mode in modes:
     for direction in directions:
-      print(f"measuring {mode}/{direction} ...", file=sys.stderr, flush=True)
-      r = run_worker(args, mode, direction)
+      r = run_worker(args, "parts", direction, "--mode", mode)
       if r:
         results.append(r)
+  codec_results = []
+  with tempfile.TemporaryDirectory() as tmp:
+    for dtype in dtypes:
+      # The decode process decodes what the encode process wrote.
+      path = os.path.join(tmp, f"{dtype}.dcae")
+      for direction in DIRECTIONS:
+        r = run_worker(args, "codec", direction, "--weight_dtype", dtype,
+                       "--bitstream", path)
+        if r is None:
+          break
+        if direction in directions:
+          codec_results.append(r)
   if not results:
     print("error: every measurement failed", file=sys.stderr)
     return 1
   flops = {n: p["flops"] for r in results for n, p in r["parts"].items()
            if "flops" in p}
   rows = report(results, flops)
+  rows += codec_report(codec_results, flops)
   if args.output:
     with open(args.output, "w", encoding="utf-8") as f:
-      json.dump({"measurements": results, "rows": rows}, f, indent=1)
+      json.dump({"measurements": results + codec_results, "rows": rows}, f,
+                indent=1)
   return 0
 
 

@@ -50,6 +50,29 @@ def storage_dtype(model):
           else FLOAT32)
 
 
+def _check_dtype(dtype):
+  if dtype not in WEIGHT_DTYPES:
+    raise ValueError(f"weight dtype must be one of {WEIGHT_DTYPES}, "
+                     f"not {dtype!r}")
+
+
+def new_model(config, dtype=FLOAT32):
+  """A freshly initialised, built `DCAE` whose layer weights are `dtype`.
+
+  The weights are created in their storage dtype, so a float16 model never
+  holds a float32 copy (what a process that loads a float16 export holds;
+  used to measure memory).
+  """
+  _check_dtype(dtype)
+  # The prior and the offsets are created here, in float32; the layer
+  # weights are created by building, under the creator.
+  model = DCAE(config)
+  if dtype == FLOAT32:
+    return model.build_weights()
+  with tf.variable_creator_scope(_half_storage_creator):
+    return model.build_weights()
+
+
 def with_weight_dtype(model, dtype):
   """`model`, or a copy of it whose layer weights are stored as `dtype`.
 
@@ -61,16 +84,10 @@ def with_weight_dtype(model, dtype):
     `model` itself for float32; for float16 a new `DCAE` of the same config
     holding the weights rounded to float16.
   """
-  if dtype not in WEIGHT_DTYPES:
-    raise ValueError(f"weight dtype must be one of {WEIGHT_DTYPES}, "
-                     f"not {dtype!r}")
+  _check_dtype(dtype)
   if dtype == FLOAT32:
     return model
-  # The prior and the offsets are created here, in float32; the layer
-  # weights are created by building, under the creator.
-  copy = DCAE(model.config)
-  with tf.variable_creator_scope(_half_storage_creator):
-    copy.build_weights()
+  copy = new_model(model.config, dtype)
   sources, targets = model.variables, copy.variables
   if [(v.name, v.shape) for v in sources] != [(v.name, v.shape)
                                               for v in targets]:

@@ -34,15 +34,36 @@ def _shift_masks(window):
   return rows, cols
 
 
+# Largest attention logits of one chunk of windows at inference, in bytes.
+# The P x P logits of all windows of a block are the largest tensor of the
+# codec (12 heads x 64 x 64 per window at half resolution: 300 MB for a
+# 768 x 512 image, 6 GB for 4K); computed a chunk at a time, their memory
+# is bounded by this for any image size and a chunk (with its softmax) stays
+# in the last-level cache. Results are bit-identical to the single product.
+ATTENTION_CHUNK_BYTES = 16 * 2 ** 20
+
+
+def _chunk_windows(heads, pixels, dtype, budget):
+  """Most windows per chunk whose logits fit `budget` (at least one)."""
+  per_window = heads * pixels * pixels * tf.as_dtype(dtype).size
+  return max(1, budget // per_window)
+
+
 class WindowAttention(base.TorchNamed, tf.keras.layers.Layer):
   """(Shifted) window multi-head self-attention with relative position bias.
 
   Official `WMSA`: one linear layer makes q, k, v laid out as
   (3 * heads, head_dim) along channels; shifted windows roll the map by
   -window // 2 and mask pairs that wrapped around.
+
+  At inference the attention itself runs over chunks of windows (see
+  `ATTENTION_CHUNK_BYTES`). Training keeps one batched product: backprop
+  keeps every chunk's activations anyway, and a single product is what XLA
+  and GPUs want.
   """
 
-  def __init__(self, dim, head_dim, window, shifted, **kwargs):
+  def __init__(self, dim, head_dim, window, shifted,
+               chunk_bytes=ATTENTION_CHUNK_BYTES, **kwargs):
     super().__init__(**kwargs)
     if dim % head_dim:
       raise ValueError(f"dim {dim} not divisible by head_dim {head_dim}")
@@ -51,6 +72,7 @@ class WindowAttention(base.TorchNamed, tf.keras.layers.Layer):
     self.heads = dim // head_dim
     self.window = window
     self.shifted = shifted
+    self.chunk_bytes = chunk_bytes
     self.qkv = base.dense(3 * dim, name="embedding_layer")
     self.proj = base.dense(dim, name="linear")
     self._rel_index = tf.constant(_relative_position_index(window), tf.int32)
@@ -69,7 +91,64 @@ class WindowAttention(base.TorchNamed, tf.keras.layers.Layer):
     table = tf.reshape(self.relative_position_params, (self.heads, -1))
     return tf.gather(table, self._rel_index, axis=1)  # (heads, P, P)
 
-  def call(self, x):
+  def _attend(self, qkv, bias, first, nh, nw):
+    """Attention of consecutive windows.
+
+    Args:
+      qkv: (windows, P, 3 * dim) projections of whole windows, numbered
+        row-major over (batch, nh, nw) starting at window `first`.
+      bias: (heads, P, P) relative position bias (`_bias()`).
+      first: index of qkv's first window.
+      nh, nw: windows per column / row of the map (for the shift mask).
+
+    Returns:
+      (windows, P, dim): the heads' outputs, concatenated per pixel.
+    """
+    windows, p = tf.shape(qkv)[0], self.window ** 2
+    qkv = tf.reshape(qkv, (windows, p, 3, self.heads, self.head_dim))
+    qkv = tf.transpose(qkv, (2, 0, 3, 1, 4))  # (3, windows, heads, P, c)
+    # Scaling q, not the P x P logits: head_dim / P times fewer multiplies,
+    # and one pass less over the largest tensor of the block.
+    q, k, v = qkv[0] * (self.head_dim ** -.5), qkv[1], qkv[2]
+    sim = tf.matmul(q, k, transpose_b=True) + bias
+    if self.shifted:
+      # Windows of the last row / column hold pixels the roll wrapped.
+      index = (first + tf.range(windows)) % (nh * nw)
+      last_row = tf.equal(index // nw, nh - 1)[:, None, None]
+      last_col = tf.equal(index % nw, nw - 1)[:, None, None]
+      mask = tf.logical_or(tf.logical_and(last_row, self._mask_rows),
+                           tf.logical_and(last_col, self._mask_cols))
+      sim = tf.where(mask[:, None], tf.constant(-np.inf, sim.dtype), sim)
+    out = tf.matmul(tf.nn.softmax(sim, axis=-1), v)  # (windows, heads, P, c)
+    return tf.reshape(tf.transpose(out, (0, 2, 1, 3)), (windows, p, self.dim))
+
+  def _attend_chunked(self, qkv, nh, nw):
+    """`_attend` over chunks of windows, one after the other."""
+    p = self.window ** 2
+    most = _chunk_windows(self.heads, p, self.compute_dtype, self.chunk_bytes)
+    windows = tf.shape(qkv)[0]
+    # Equal chunks of at most `most` windows: the padding (zero windows,
+    # cropped off below) is less than one window per chunk.
+    num_chunks = (windows + most - 1) // most
+    chunk = (windows + num_chunks - 1) // num_chunks
+    qkv = tf.pad(qkv, [[0, num_chunks * chunk - windows], [0, 0], [0, 0]])
+    bias = self._bias()
+
+    def body(i, outputs):
+      first = i * chunk
+      part = tf.slice(qkv, tf.stack([first, 0, 0]),
+                      tf.stack([chunk, p, 3 * self.dim]))
+      return i + 1, outputs.write(i, self._attend(part, bias, first, nh, nw))
+
+    outputs = tf.TensorArray(qkv.dtype, size=num_chunks,
+                             element_shape=tf.TensorShape((None, p, self.dim)))
+    # One chunk at a time: that is what bounds the memory.
+    _, outputs = tf.while_loop(lambda i, _: i < num_chunks, body,
+                               (tf.constant(0), outputs),
+                               parallel_iterations=1)
+    return outputs.concat()[:windows]
+
+  def call(self, x, training=None):
     w = self.window
     shift = w // 2
     if self.shifted:
@@ -77,29 +156,18 @@ class WindowAttention(base.TorchNamed, tf.keras.layers.Layer):
     shape = tf.shape(x)
     b, h, wd = shape[0], shape[1], shape[2]
     nh, nw = h // w, wd // w
-    # (B, nh, w, nw, w, C) -> (B, nh * nw, w * w, C)
+    # (B, nh, w, nw, w, C) -> (B * nh * nw, w * w, C)
     x = tf.reshape(x, (b, nh, w, nw, w, self.dim))
     x = tf.transpose(x, (0, 1, 3, 2, 4, 5))
-    x = tf.reshape(x, (b, nh * nw, w * w, self.dim))
-    qkv = self.qkv(x)
-    qkv = tf.reshape(qkv, (b, nh * nw, w * w, 3, self.heads, self.head_dim))
-    qkv = tf.transpose(qkv, (3, 0, 4, 1, 2, 5))  # (3, B, heads, nW, P, c)
-    # Scaling q, not the P x P logits: head_dim / P times fewer multiplies,
-    # and one pass less over the largest tensor of the block.
-    q, k, v = qkv[0] * (self.head_dim ** -.5), qkv[1], qkv[2]
-    sim = tf.einsum("bhwpc,bhwqc->bhwpq", q, k)
-    sim += self._bias()[None, :, None]
-    if self.shifted:
-      last_row = tf.equal(tf.range(nh), nh - 1)[:, None, None, None]
-      last_col = tf.equal(tf.range(nw), nw - 1)[None, :, None, None]
-      mask = tf.logical_or(tf.logical_and(last_row, self._mask_rows),
-                           tf.logical_and(last_col, self._mask_cols))
-      mask = tf.reshape(mask, (1, 1, nh * nw, w * w, w * w))
-      sim = tf.where(mask, tf.constant(-np.inf, sim.dtype), sim)
-    probs = tf.nn.softmax(sim, axis=-1)
-    out = tf.einsum("bhwpq,bhwqc->bwphc", probs, v)
-    out = tf.reshape(out, (b, nh * nw, w * w, self.dim))
-    out = self.proj(out)
+    # The projections see pixels as rows of one matrix: a plain MatMul
+    # with its bias add fused in.
+    qkv = self.qkv(tf.reshape(x, (-1, self.dim)))
+    qkv = tf.reshape(qkv, (b * nh * nw, w * w, 3 * self.dim))
+    if training:
+      out = self._attend(qkv, self._bias(), 0, nh, nw)
+    else:
+      out = self._attend_chunked(qkv, nh, nw)
+    out = self.proj(tf.reshape(out, (-1, self.dim)))
     out = tf.reshape(out, (b, nh, nw, w, w, self.dim))
     out = tf.transpose(out, (0, 1, 3, 2, 4, 5))
     out = tf.reshape(out, (b, h, wd, self.dim))
@@ -148,7 +216,9 @@ class ConvGLU(base.TorchNamed, tf.keras.layers.Layer):
     x = tf.reshape(tf.matmul(flat, kernel_x) + bias_x, out_shape)
     v = tf.reshape(tf.matmul(flat, kernel_v) + bias_v, out_shape)
     x = base.gelu(self.dwconv(x)) * v
-    return self.fc2(x)
+    # fc2 on a matrix too: its bias add fuses into the MatMul.
+    out = self.fc2(tf.reshape(x, (-1, half)))
+    return tf.reshape(out, tf.concat([shape[:-1], [out.shape[-1]]], 0))
 
   def _torch_children(self):
     # The depthwise conv sits inside a `DWConv` wrapper: `dwconv.dwconv.*`.
