@@ -35,7 +35,8 @@ through /proc/self/clear_refs after warm-up) is above a codec process's.
 FLOPs come from the TF profiler on the graph of each part's concrete function
 (it counts Conv2D, MatMul, BatchMatMul, elementwise ops...) plus an exact count
 of Einsum ops, which the profiler does not know (2 * product of all index
-sizes). Achieved GFLOP/s are put next to a float32 matrix-multiply roofline
+sizes); the graphs counted run the window attention as one product, not as
+the inference loop over chunks of windows, whose body the profiler skips. Achieved GFLOP/s are put next to a float32 matrix-multiply roofline
 measured in the same process just before and after the timings (best of N
 large tf.linalg.matmul). On a shared machine the roofline run can be slowed
 by other load more than a part's best time was: a fraction above 100 % means
@@ -155,8 +156,13 @@ def _timed(fn, args, repeats):
   return best, out
 
 
-def _parts(model, mode, height, width):
-  """The network parts of encode and decode as callables in `mode`."""
+def _parts(model, mode, height, width, training=False):
+  """The network parts of encode and decode as callables in `mode`.
+
+  With `training`, the window attention runs as one product instead of a
+  loop over chunks of windows (the same arithmetic): the graphs whose FLOPs
+  the profiler can count, as it does not look into loop bodies.
+  """
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   c = model.config
   s = c.latent_stride
@@ -166,14 +172,15 @@ def _parts(model, mode, height, width):
   spec = lambda shape: tf.TensorSpec(shape, tf.float32)  # pylint: disable=unnecessary-lambda-assignment
 
   def analysis(x):
-    return model.g_a(x)
-
-  def hyper_encode(y):
-    z_hat = model.hyperprior.quantize(model.h_a(y))
-    return (z_hat,) + tuple(model.hyper_synthesis(z_hat))
+    return model.g_a(x, training=training)
 
   def hyper_decode(z_hat):
-    return tuple(model.hyper_synthesis(z_hat))
+    return (model.h_s_scales(z_hat, training=training),
+            model.h_s_means(z_hat, training=training))
+
+  def hyper_encode(y):
+    z_hat = model.hyperprior.quantize(model.h_a(y, training=training))
+    return (z_hat,) + hyper_decode(z_hat)
 
   def slices(y, scales, means):
     y_slices = tf.split(y, c.num_slices, axis=-1)
@@ -181,7 +188,7 @@ def _parts(model, mode, height, width):
         scales, means, lambda i, mu, scale: tf.round(y_slices[i] - mu) + mu)
 
   def synthesis(y_hat):
-    return model.g_s(y_hat)
+    return model.g_s(y_hat, training=training)
 
   signatures = {
       "g_a": (analysis, [spec((1, height, width, 3))]),
@@ -278,8 +285,9 @@ def parts_worker(args):
   result["roofline_gflops_per_s"] = max(roofline, matmul_roofline())
 
   if args.mode == "function":
+    counted = _parts(model, args.mode, height, width, training=True)
     for name, _ in order:
-      fn, sig = parts[name]
+      fn, sig = counted[name]
       result["parts"][name]["flops"] = graph_flops(
           fn.get_concrete_function(*sig))
   result["process_peak_rss_mib"] = peak_rss_mib()

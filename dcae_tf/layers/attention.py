@@ -34,6 +34,42 @@ def _shift_masks(window):
   return rows, cols
 
 
+def normalize(x, epsilon):
+  """Layer norm without its affine part: (x - mean) / sqrt(var + epsilon).
+
+  The MLP's layer norm feeds fc1, which takes its gamma and beta
+  (`fold_affine`). Applied to x instead, as Keras's LayerNormalization
+  does, the affine part makes three more tensors of x's size
+  (gamma * rsqrt(var), its product with the mean, beta minus that) on the
+  widest feature maps of the model.
+  """
+  mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+  inv = tf.math.rsqrt(variance + epsilon)
+  return x * inv - mean * inv
+
+
+def fold_affine(norm, kernel, bias, x):
+  """(kernel, bias) of `dense(norm(x))` for the input `x = normalize(...)`.
+
+  (n * gamma + beta) @ W + b = n @ (gamma[:, None] * W) + (beta @ W + b):
+  two small products per call instead of passes over the feature map.
+  They wait for x: in a graph they would otherwise all run at its start
+  (they depend on weights only) and every block's folded kernel would be
+  held at once.
+  """
+  with tf.control_dependencies([x]):
+    return (norm.gamma[:, None] * kernel,
+            bias + tf.linalg.matvec(kernel, norm.beta, transpose_a=True))
+
+
+def linear(x, kernel, bias):
+  """x @ kernel + bias over the last axis, as one MatMul with a fused bias."""
+  shape = tf.shape(x)
+  out = tf.nn.bias_add(tf.matmul(tf.reshape(x, (-1, x.shape[-1])), kernel),
+                       bias)
+  return tf.reshape(out, tf.concat([shape[:-1], [kernel.shape[-1]]], 0))
+
+
 # Largest attention logits of one chunk of windows at inference, in bytes.
 # The P x P logits of all windows of a block are the largest tensor of the
 # codec (12 heads x 64 x 64 per window at half resolution: 300 MB for a
@@ -85,6 +121,11 @@ class WindowAttention(base.TorchNamed, tf.keras.layers.Layer):
     self.relative_position_params = self.add_weight(
         "relative_position_params", (self.heads, n, n),
         initializer=tf.keras.initializers.TruncatedNormal(stddev=.02))
+    # The projections are built, never called (see `linear`), under their
+    # own scopes so their weights keep the names a call would give them.
+    for dense in (self.qkv, self.proj):
+      with tf.name_scope(dense.name):
+        dense.build(tf.TensorShape([None, self.dim]))
     super().build(input_shape)
 
   def _bias(self):
@@ -159,15 +200,14 @@ class WindowAttention(base.TorchNamed, tf.keras.layers.Layer):
     # (B, nh, w, nw, w, C) -> (B * nh * nw, w * w, C)
     x = tf.reshape(x, (b, nh, w, nw, w, self.dim))
     x = tf.transpose(x, (0, 1, 3, 2, 4, 5))
-    # The projections see pixels as rows of one matrix: a plain MatMul
-    # with its bias add fused in.
-    qkv = self.qkv(tf.reshape(x, (-1, self.dim)))
+    qkv = linear(tf.reshape(x, (-1, self.dim)), self.qkv.kernel,
+                 self.qkv.bias)
     qkv = tf.reshape(qkv, (b * nh * nw, w * w, 3 * self.dim))
     if training:
       out = self._attend(qkv, self._bias(), 0, nh, nw)
     else:
       out = self._attend_chunked(qkv, nh, nw)
-    out = self.proj(tf.reshape(out, (-1, self.dim)))
+    out = linear(out, self.proj.kernel, self.proj.bias)
     out = tf.reshape(out, (b, nh, nw, w, w, self.dim))
     out = tf.transpose(out, (0, 1, 3, 2, 4, 5))
     out = tf.reshape(out, (b, h, wd, self.dim))
@@ -192,33 +232,35 @@ class ConvGLU(base.TorchNamed, tf.keras.layers.Layer):
 
   def __init__(self, dim, hidden, out_dim=None, **kwargs):
     super().__init__(**kwargs)
-    half = hidden // 2
-    self.fc1 = base.dense(2 * half, name="fc1")
+    self.half = hidden // 2
+    self.fc1 = base.dense(2 * self.half, name="fc1")
     self.dwconv = base.DepthwiseConv2D(3, name="dwconv")
     self.fc2 = base.dense(out_dim or dim, name="fc2")
 
   def build(self, input_shape):
-    # Built, never called (see call); under its own scope so its weights
-    # keep the names `.../mlp/fc1/kernel` a call would give them.
-    with tf.name_scope(self.fc1.name):
-      self.fc1.build(input_shape)
+    # Built, never called (see call); under their own scopes so their
+    # weights keep the names (`.../mlp/fc1/kernel`) a call would give them.
+    for dense, dim in ((self.fc1, input_shape[-1]), (self.fc2, self.half)):
+      with tf.name_scope(dense.name):
+        dense.build(tf.TensorShape([None, dim]))
     super().build(input_shape)
 
-  def call(self, x):
+  def call(self, x, norm=None):
+    """x: (B, H, W, dim) -> (B, H, W, out_dim).
+
+    With `norm`, x is `normalize`d and the layer norm `norm`'s gamma and
+    beta are applied through fc1 (`fold_affine`).
+    """
+    kernel, bias = self.fc1.kernel, self.fc1.bias
+    if norm is not None:
+      kernel, bias = fold_affine(norm, kernel, bias, x)
     # fc1's kernel is split instead of its output: the same two products
     # without copying the (large) activations into halves.
-    shape = tf.shape(x)
-    flat = tf.reshape(x, (-1, x.shape[-1]))
-    kernel_x, kernel_v = tf.split(self.fc1.kernel, 2, axis=-1)
-    bias_x, bias_v = tf.split(self.fc1.bias, 2)
-    half = kernel_x.shape[-1]
-    out_shape = tf.concat([shape[:-1], [half]], 0)
-    x = tf.reshape(tf.matmul(flat, kernel_x) + bias_x, out_shape)
-    v = tf.reshape(tf.matmul(flat, kernel_v) + bias_v, out_shape)
+    kernel_x, kernel_v = tf.split(kernel, 2, axis=-1)
+    bias_x, bias_v = tf.split(bias, 2)
+    x, v = linear(x, kernel_x, bias_x), linear(x, kernel_v, bias_v)
     x = base.gelu(self.dwconv(x)) * v
-    # fc2 on a matrix too: its bias add fuses into the MatMul.
-    out = self.fc2(tf.reshape(x, (-1, half)))
-    return tf.reshape(out, tf.concat([shape[:-1], [out.shape[-1]]], 0))
+    return linear(x, self.fc2.kernel, self.fc2.bias)
 
   def _torch_children(self):
     # The depthwise conv sits inside a `DWConv` wrapper: `dwconv.dwconv.*`.
@@ -240,9 +282,19 @@ class SwinBlock(base.TorchNamed, tf.keras.layers.Layer):
     self.res_scale_1 = base.Scale(name="res_scale_1")
     self.res_scale_2 = base.Scale(name="res_scale_2")
 
+  def build(self, input_shape):
+    # ln2 holds gamma and beta for fc1 (`fold_affine`): built, never
+    # called, under its own scope. (Folding ln1 into the attention's qkv
+    # projection the same way raised the peak memory of g_s by 150 MB,
+    # measured 2026-11-26, cause not found; so ln1 stays a plain call.)
+    with tf.name_scope(self.ln2.name):
+      self.ln2.build(input_shape)
+    super().build(input_shape)
+
   def call(self, x):
     x = self.res_scale_1(x) + self.msa(self.ln1(x))
-    return self.res_scale_2(x) + self.mlp(self.ln2(x))
+    return self.res_scale_2(x) + self.mlp(normalize(x, self.ln2.epsilon),
+                                          norm=self.ln2)
 
   def _torch_children(self):
     return [(n, getattr(self, n)) for n in

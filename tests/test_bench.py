@@ -1,0 +1,43 @@
+"""bench/latency.py runs end to end (on the tiny preset) and reports honestly."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench",
+                     "latency.py")
+
+
+@pytest.mark.slow
+def test_latency_bench_reports_parts_and_codec_processes(tmp_path):
+  out = tmp_path / "latency.json"
+  proc = subprocess.run(
+      [sys.executable, BENCH, "--preset", "tiny", "--height", "128",
+       "--width", "128", "--repeats", "1", "--weight_dtypes", "float16",
+       "--output", str(out)],
+      capture_output=True, text=True, check=False, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "warning" not in proc.stderr, proc.stderr[-2000:]
+  report = json.loads(out.read_text())
+  parts = [m for m in report["measurements"] if m["kind"] == "parts"]
+  codec = [m for m in report["measurements"] if m["kind"] == "codec"]
+  assert {m["direction"] for m in parts} == {"encode", "decode"}
+  for m in parts:
+    assert all(p["seconds"] > 0 for p in m["parts"].values())
+    assert all(p["flops"] > 0 for n, p in m["parts"].items()
+               if n != "range_coding")
+  # The decode process decoded the encode process's bitstream (a weights
+  # mismatch between the two processes would fail the fingerprint check).
+  assert [(m["direction"], m["weight_dtype"]) for m in codec] == [
+      ("encode", "float16"), ("decode", "float16")]
+  rows = [r for r in report["rows"] if "roofline_time_ratio" in r]
+  assert len(rows) == 2
+  for row, m in zip(rows, codec):
+    # The ratio is the measured time over the roofline time of the FLOPs.
+    ideal = row["gflop"] / row["roofline_gflops_per_s"]
+    assert row["roofline_time_ratio"] == pytest.approx(m["seconds"] / ideal)
+    assert row["time_target_met"] == (row["roofline_time_ratio"] <= 1.25)
+    assert 100 < row["peak_rss_mib"] < 10_000
+  assert "codec processes" in proc.stdout
