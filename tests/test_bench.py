@@ -25,9 +25,11 @@ def test_latency_bench_reports_parts_and_codec_processes(tmp_path):
   codec = [m for m in report["measurements"] if m["kind"] == "codec"]
   assert {m["direction"] for m in parts} == {"encode", "decode"}
   for m in parts:
-    assert all(p["seconds"] > 0 for p in m["parts"].values())
-    assert all(p["flops"] > 0 for n, p in m["parts"].items()
-               if n != "range_coding")
+    networks = {n: p for n, p in m["parts"].items() if n != "range_coding"}
+    assert all(p["seconds"] > 0 and p["flops"] > 0
+               for p in networks.values())
+    # The codec's time beyond its networks (0 when within timing noise).
+    assert m["parts"]["range_coding"]["seconds"] >= 0
   # The decode process decoded the encode process's bitstream (a weights
   # mismatch between the two processes would fail the fingerprint check).
   assert [(m["direction"], m["weight_dtype"]) for m in codec] == [
