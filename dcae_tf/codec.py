@@ -29,9 +29,18 @@ TRAINING_METADATA = ("step", "train_data", "crop_size", "batch_size",
                      "learning_rate", "init_from")
 
 
+# Bumped whenever the code computes a model's outputs from the same weights
+# differently, even in the last bits: the means and scales the range coder
+# uses must be the encoder's bit for bit, so a bitstream of one version must
+# be refused (the fingerprint differs), not mis-decoded, by another.
+# 2 (2026-11-26): the MLP's layer norm is folded into fc1.
+NUMERICS_VERSION = 2
+
+
 def weights_fingerprint(model):
-  """16 hex digits identifying the model's weights and architecture."""
+  """16 hex digits identifying the weights, architecture and arithmetic."""
   h = hashlib.sha256(repr(sorted(model.config.to_dict().items())).encode())
+  h.update(f"numerics {NUMERICS_VERSION}".encode())
   for v in model.variables:
     h.update(v.name.encode())
     h.update(np.ascontiguousarray(v.numpy()).tobytes())

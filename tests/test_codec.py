@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from dcae_tf import bitstream
+from dcae_tf import codec as codec_lib
 from dcae_tf import export
 from dcae_tf.codec import DCAECodec
 from dcae_tf.model import DCAE
@@ -68,6 +69,14 @@ def test_fingerprint_tracks_weights():
   model = DCAE("tiny").build_weights()
   a = DCAECodec(model).fingerprint
   model.slices.dictionary.assign_add(tf.ones_like(model.slices.dictionary))
+  assert DCAECodec(model).fingerprint != a
+
+
+def test_fingerprint_tracks_the_numerics_version(monkeypatch):
+  model = DCAE("tiny").build_weights()
+  a = DCAECodec(model).fingerprint
+  monkeypatch.setattr(codec_lib, "NUMERICS_VERSION",
+                      codec_lib.NUMERICS_VERSION + 1)
   assert DCAECodec(model).fingerprint != a
 
 
