@@ -48,18 +48,16 @@ def normalize(x, epsilon):
   return x * inv - mean * inv
 
 
-def fold_affine(norm, kernel, bias, x):
-  """(kernel, bias) of `dense(norm(x))` for the input `x = normalize(...)`.
+def fold_affine(norm, kernel, bias):
+  """(kernel, bias) of `dense(norm(x))` for the input `normalize(x)`.
 
   (n * gamma + beta) @ W + b = n @ (gamma[:, None] * W) + (beta @ W + b):
   two small products per call instead of passes over the feature map.
-  They wait for x: in a graph they would otherwise all run at its start
-  (they depend on weights only) and every block's folded kernel would be
-  held at once.
+  Called inside a layer's call, they wait for its input like its weight
+  reads (`base.TorchNamed`), so no block's folded kernel is made early.
   """
-  with tf.control_dependencies([x]):
-    return (norm.gamma[:, None] * kernel,
-            bias + tf.linalg.matvec(kernel, norm.beta, transpose_a=True))
+  return (norm.gamma[:, None] * kernel,
+          bias + tf.linalg.matvec(kernel, norm.beta, transpose_a=True))
 
 
 def linear(x, kernel, bias):
@@ -253,7 +251,7 @@ class ConvGLU(base.TorchNamed, tf.keras.layers.Layer):
     """
     kernel, bias = self.fc1.kernel, self.fc1.bias
     if norm is not None:
-      kernel, bias = fold_affine(norm, kernel, bias, x)
+      kernel, bias = fold_affine(norm, kernel, bias)
     # fc1's kernel is split instead of its output: the same two products
     # without copying the (large) activations into halves.
     kernel_x, kernel_v = tf.split(kernel, 2, axis=-1)
