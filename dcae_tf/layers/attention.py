@@ -44,7 +44,13 @@ def normalize(x, epsilon):
   widest feature maps of the model.
   """
   mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-  inv = tf.math.rsqrt(variance + epsilon)
+  # Correctly rounded operations only (sqrt, division), so each pixel's
+  # result does not depend on the tensor's size and a band of rows
+  # (`map_row_bands`) equals the same rows of the whole map. TF's rsqrt
+  # differs in the last bit between its vectorised path and the scalar one
+  # that handles a tensor's last few elements, and Grappler rewrites
+  # 1 / sqrt(v) into rsqrt; it leaves divide_no_nan alone (v > 0 here).
+  inv = tf.math.divide_no_nan(1., tf.sqrt(variance + epsilon))
   return x * inv - mean * inv
 
 
@@ -73,7 +79,8 @@ def linear(x, kernel, bias):
 # codec (12 heads x 64 x 64 per window at half resolution: 300 MB for a
 # 768 x 512 image, 6 GB for 4K); computed a chunk at a time, their memory
 # is bounded by this for any image size and a chunk (with its softmax) stays
-# in the last-level cache. Results are bit-identical to the single product.
+# in the last-level cache. Results are bit-identical to the single product
+# (tests/test_attention.py).
 ATTENTION_CHUNK_BYTES = 16 * 2 ** 20
 
 
@@ -83,6 +90,67 @@ def _chunk_windows(heads, pixels, dtype, budget):
   return max(1, budget // per_window)
 
 
+# Largest hidden activations (both halves) of one band of rows of a
+# convolutional GLU at inference, in bytes. The hidden layer is the widest
+# tensor of a Swin block (4 x its width; at half resolution two 75 MB halves
+# for a 768 x 512 image, plus the depthwise conv's output and GELU's
+# temporaries): computed a band of rows at a time, it is bounded by this
+# for any image height.
+MLP_CHUNK_BYTES = 64 * 2 ** 20
+
+
+def map_row_bands(fn, x, max_rows, halo=0, multiple=1):
+  """`fn` applied to horizontal bands of x, one after the other.
+
+  The image's rows are split into equal bands of at most `max_rows` rows
+  (a multiple of `multiple`). `fn` sees a band with `halo` more rows above
+  and below: a (1, band_rows + 2 * halo, W, C) tensor. All bands have that
+  shape (what XLA needs): beyond the image, x is padded with zero rows
+  (fewer than one per band at the bottom), and `fn` gets the image row
+  index of each row it sees so it can tell them apart. Of its
+  (1, band_rows + 2 * halo, W, C') output, the band's own rows are kept.
+
+  Args:
+    fn: (band, row_index) -> band output; row_index is int32
+      (band_rows + 2 * halo,), negative or >= H outside the image.
+    x: (B, H, W, C), H a multiple of `multiple`.
+    max_rows: most rows per band, a positive int or scalar int32 tensor.
+    halo: rows of context on each side (a kernel's reach).
+    multiple: band heights are multiples of this (window rows).
+
+  Returns:
+    (B, H, W, C'): the bands' outputs, in order.
+  """
+  shape = tf.shape(x)
+  batch, height = shape[0], shape[1]
+  units = height // multiple
+  most = tf.maximum(max_rows // multiple, 1)
+  bands = (units + most - 1) // most
+  band_rows = (units + bands - 1) // bands * multiple
+  x = tf.pad(x, [[0, 0], [halo, bands * band_rows - height + halo], [0, 0],
+                 [0, 0]])
+  size = band_rows + 2 * halo
+
+  def body(i, outputs):
+    image, first = i // bands, (i % bands) * band_rows
+    part = tf.slice(x, tf.stack([image, first, 0, 0]),
+                    tf.stack([1, size, shape[2], shape[3]]))
+    part.set_shape([1, None] + x.shape[2:])
+    out = fn(part, first - halo + tf.range(size))
+    return i + 1, outputs.write(i, out[0, halo:halo + band_rows])
+
+  outputs = tf.TensorArray(x.dtype, size=batch * bands, infer_shape=False,
+                           element_shape=tf.TensorShape([None, None, None]))
+  # One band at a time: that is what bounds the memory.
+  _, outputs = tf.while_loop(lambda i, _: i < batch * bands, body,
+                             (tf.constant(0), outputs),
+                             parallel_iterations=1)
+  out = outputs.concat()  # (B * bands * band_rows, W, C')
+  out = tf.reshape(out, tf.concat([[batch, bands * band_rows],
+                                   tf.shape(out)[1:]], 0))
+  return out[:, :height]
+
+
 class WindowAttention(base.TorchNamed, tf.keras.layers.Layer):
   """(Shifted) window multi-head self-attention with relative position bias.
 
@@ -90,10 +158,12 @@ class WindowAttention(base.TorchNamed, tf.keras.layers.Layer):
   (3 * heads, head_dim) along channels; shifted windows roll the map by
   -window // 2 and mask pairs that wrapped around.
 
-  At inference the attention itself runs over chunks of windows (see
-  `ATTENTION_CHUNK_BYTES`). Training keeps one batched product: backprop
-  keeps every chunk's activations anyway, and a single product is what XLA
-  and GPUs want.
+  At inference it runs over bands of window rows (`map_row_bands`), from
+  the q, k, v projection to the output projection, with at most
+  `chunk_bytes` of logits per band (`ATTENTION_CHUNK_BYTES`; a band of one
+  window row too wide for that is split into chunks of windows). Training
+  keeps one batched product: backprop keeps every band's activations
+  anyway, and a single product is what XLA and GPUs want.
   """
 
   def __init__(self, dim, head_dim, window, shifted,
@@ -161,7 +231,7 @@ class WindowAttention(base.TorchNamed, tf.keras.layers.Layer):
     out = tf.matmul(tf.nn.softmax(sim, axis=-1), v)  # (windows, heads, P, c)
     return tf.reshape(tf.transpose(out, (0, 2, 1, 3)), (windows, p, self.dim))
 
-  def _attend_chunked(self, qkv, nh, nw):
+  def _attend_chunked(self, qkv, bias, first, nh, nw):
     """`_attend` over chunks of windows, one after the other."""
     p = self.window ** 2
     most = _chunk_windows(self.heads, p, self.compute_dtype, self.chunk_bytes)
@@ -171,13 +241,13 @@ class WindowAttention(base.TorchNamed, tf.keras.layers.Layer):
     num_chunks = (windows + most - 1) // most
     chunk = (windows + num_chunks - 1) // num_chunks
     qkv = tf.pad(qkv, [[0, num_chunks * chunk - windows], [0, 0], [0, 0]])
-    bias = self._bias()
 
     def body(i, outputs):
-      first = i * chunk
-      part = tf.slice(qkv, tf.stack([first, 0, 0]),
+      start = i * chunk
+      part = tf.slice(qkv, tf.stack([start, 0, 0]),
                       tf.stack([chunk, p, 3 * self.dim]))
-      return i + 1, outputs.write(i, self._attend(part, bias, first, nh, nw))
+      return i + 1, outputs.write(
+          i, self._attend(part, bias, first + start, nh, nw))
 
     outputs = tf.TensorArray(qkv.dtype, size=num_chunks,
                              element_shape=tf.TensorShape((None, p, self.dim)))
@@ -187,28 +257,53 @@ class WindowAttention(base.TorchNamed, tf.keras.layers.Layer):
                                parallel_iterations=1)
     return outputs.concat()[:windows]
 
+  def _attend_rows(self, x, bias, first_row, nh, nw, chunked):
+    """Attention output for x (B, rows, W, dim), whole rows of windows.
+
+    `first_row` is x's first row in the (rolled) map, for the shift mask;
+    with `chunked`, the windows are attended over chunks of at most
+    `chunk_bytes` of logits.
+    """
+    w = self.window
+    shape = tf.shape(x)
+    b, h, wd = shape[0], shape[1], shape[2]
+    rows, cols = h // w, wd // w
+    # (B, rows, w, cols, w, C) -> (B * rows * cols * w * w, C)
+    x = tf.reshape(x, (b, rows, w, cols, w, self.dim))
+    x = tf.transpose(x, (0, 1, 3, 2, 4, 5))
+    qkv = linear(tf.reshape(x, (-1, self.dim)), self.qkv.kernel,
+                 self.qkv.bias)
+    qkv = tf.reshape(qkv, (b * rows * cols, w * w, 3 * self.dim))
+    first = first_row // w * nw
+    if chunked:
+      out = self._attend_chunked(qkv, bias, first, nh, nw)
+    else:
+      out = self._attend(qkv, bias, first, nh, nw)
+    out = linear(out, self.proj.kernel, self.proj.bias)
+    out = tf.reshape(out, (b, rows, cols, w, w, self.dim))
+    out = tf.transpose(out, (0, 1, 3, 2, 4, 5))
+    return tf.reshape(out, (b, h, wd, self.dim))
+
   def call(self, x, training=None):
     w = self.window
     shift = w // 2
     if self.shifted:
       x = tf.roll(x, shift=(-shift, -shift), axis=(1, 2))
     shape = tf.shape(x)
-    b, h, wd = shape[0], shape[1], shape[2]
-    nh, nw = h // w, wd // w
-    # (B, nh, w, nw, w, C) -> (B * nh * nw, w * w, C)
-    x = tf.reshape(x, (b, nh, w, nw, w, self.dim))
-    x = tf.transpose(x, (0, 1, 3, 2, 4, 5))
-    qkv = linear(tf.reshape(x, (-1, self.dim)), self.qkv.kernel,
-                 self.qkv.bias)
-    qkv = tf.reshape(qkv, (b * nh * nw, w * w, 3 * self.dim))
+    nh, nw = shape[1] // w, shape[2] // w
+    bias = self._bias()
     if training:
-      out = self._attend(qkv, self._bias(), 0, nh, nw)
+      out = self._attend_rows(x, bias, 0, nh, nw, chunked=False)
     else:
-      out = self._attend_chunked(qkv, nh, nw)
-    out = linear(out, self.proj.kernel, self.proj.bias)
-    out = tf.reshape(out, (b, nh, nw, w, w, self.dim))
-    out = tf.transpose(out, (0, 1, 3, 2, 4, 5))
-    out = tf.reshape(out, (b, h, wd, self.dim))
+      # A band of window rows at a time, as many as `chunk_bytes` of
+      # logits allow (at least one; its windows are then chunked): the
+      # q, k, v projections (3 x the map) stay per band too.
+      most = _chunk_windows(self.heads, w * w, self.compute_dtype,
+                            self.chunk_bytes)
+      out = map_row_bands(
+          lambda band, rows: self._attend_rows(band, bias, rows[0], nh, nw,
+                                               chunked=True),
+          x, tf.maximum(most // nw, 1) * w, multiple=w)
     if self.shifted:
       out = tf.roll(out, shift=(shift, shift), axis=(1, 2))
     return out
@@ -228,37 +323,68 @@ class ConvGLU(base.TorchNamed, tf.keras.layers.Layer):
   through a depthwise 3x3 and GELU and gates v; fc2 projects back.
   """
 
-  def __init__(self, dim, hidden, out_dim=None, **kwargs):
+  def __init__(self, dim, hidden, out_dim=None, chunk_bytes=MLP_CHUNK_BYTES,
+               **kwargs):
     super().__init__(**kwargs)
     self.half = hidden // 2
+    self.chunk_bytes = chunk_bytes
     self.fc1 = base.dense(2 * self.half, name="fc1")
     self.dwconv = base.DepthwiseConv2D(3, name="dwconv")
     self.fc2 = base.dense(out_dim or dim, name="fc2")
 
   def build(self, input_shape):
-    # Built, never called (see call); under their own scopes so their
-    # weights keep the names (`.../mlp/fc1/kernel`) a call would give them.
-    for dense, dim in ((self.fc1, input_shape[-1]), (self.fc2, self.half)):
-      with tf.name_scope(dense.name):
-        dense.build(tf.TensorShape([None, dim]))
+    # The Dense layers are built, never called (see `linear`); under their
+    # own scopes so their weights keep the names (`.../mlp/fc1/kernel`) a
+    # call would give them. The depthwise conv is built here too: at
+    # inference it is first called inside a loop, where no variable may be
+    # created.
+    for layer, shape in ((self.fc1, [None, input_shape[-1]]),
+                         (self.dwconv, [None, None, None, self.half]),
+                         (self.fc2, [None, self.half])):
+      with tf.name_scope(layer.name):
+        layer.build(tf.TensorShape(shape))
     super().build(input_shape)
 
-  def call(self, x, norm=None):
-    """x: (B, H, W, dim) -> (B, H, W, out_dim).
+  def _rows(self, x, norm, inside=None):
+    """The GLU of x (B, rows, W, dim), whole rows.
 
-    With `norm`, x is `normalize`d and the layer norm `norm`'s gamma and
-    beta are applied through fc1 (`fold_affine`).
+    `inside`: (rows,) bool, False for padding rows beyond the image, which
+    the depthwise conv must see as zeros (its own padding), not as fc1's
+    output.
     """
     kernel, bias = self.fc1.kernel, self.fc1.bias
     if norm is not None:
+      x = normalize(x, norm.epsilon)
       kernel, bias = fold_affine(norm, kernel, bias)
     # fc1's kernel is split instead of its output: the same two products
     # without copying the (large) activations into halves.
     kernel_x, kernel_v = tf.split(kernel, 2, axis=-1)
     bias_x, bias_v = tf.split(bias, 2)
     x, v = linear(x, kernel_x, bias_x), linear(x, kernel_v, bias_v)
+    if inside is not None:
+      x = tf.where(inside[:, None, None], x, tf.zeros((), x.dtype))
     x = base.gelu(self.dwconv(x)) * v
     return linear(x, self.fc2.kernel, self.fc2.bias)
+
+  def call(self, x, norm=None, training=None):
+    """x: (B, H, W, dim) -> (B, H, W, out_dim).
+
+    With `norm`, a layer norm (Keras `LayerNormalization`) comes first: x
+    is `normalize`d and the norm's gamma and beta are applied through fc1
+    (`fold_affine`). At inference the rows are processed in bands of at
+    most `chunk_bytes` of hidden activations, each with one row of context
+    above and below for the depthwise conv.
+    """
+    if training:
+      return self._rows(x, norm)
+    height = tf.shape(x)[1]
+    row_bytes = (tf.shape(x)[2] * 2 * self.half *
+                 tf.as_dtype(self.compute_dtype).size)
+    return map_row_bands(
+        lambda band, rows: self._rows(
+            band, norm, (rows >= 0) & (rows < height)),
+        x, tf.maximum(self.chunk_bytes // row_bytes, 1),
+        halo=self.dwconv.kernel_size // 2)
 
   def _torch_children(self):
     # The depthwise conv sits inside a `DWConv` wrapper: `dwconv.dwconv.*`.
@@ -291,8 +417,7 @@ class SwinBlock(base.TorchNamed, tf.keras.layers.Layer):
 
   def call(self, x):
     x = self.res_scale_1(x) + self.msa(self.ln1(x))
-    return self.res_scale_2(x) + self.mlp(normalize(x, self.ln2.epsilon),
-                                          norm=self.ln2)
+    return self.res_scale_2(x) + self.mlp(x, norm=self.ln2)
 
   def _torch_children(self):
     return [(n, getattr(self, n)) for n in
