@@ -35,8 +35,9 @@ through /proc/self/clear_refs after warm-up) is above a codec process's.
 FLOPs come from the TF profiler on the graph of each part's concrete function
 (it counts Conv2D, MatMul, BatchMatMul, elementwise ops...) plus an exact count
 of Einsum ops, which the profiler does not know (2 * product of all index
-sizes); the graphs counted run the window attention as one product, not as
-the inference loop over chunks of windows, whose body the profiler skips. Achieved GFLOP/s are put next to a float32 matrix-multiply roofline
+sizes); the graphs counted run the Swin blocks as whole-map products (training
+mode), not as the inference loops over bands of rows, whose bodies the
+profiler skips (a graph with a loop is refused). Achieved GFLOP/s are put next to a float32 matrix-multiply roofline
 measured in the same process just before and after the timings (best of N
 large tf.linalg.matmul). On a shared machine the roofline run can be slowed
 by other load more than a part's best time was: a fraction above 100 % means
@@ -116,6 +117,12 @@ def graph_flops(concrete_function):
   """Float operations of one run of a concrete function's graph."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   graph = concrete_function.graph
+  loops = [op.name for op in graph.get_operations()
+           if op.type in ("While", "StatelessWhile")]
+  if loops:
+    # The profiler does not count ops inside loop bodies.
+    raise ValueError(f"cannot count the FLOPs of a graph with loops: "
+                     f"{loops[:3]}")
   builder = tf.compat.v1.profiler.ProfileOptionBuilder
   options = builder(builder.float_operation()).with_empty_output().build()
   profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
@@ -159,8 +166,8 @@ def _timed(fn, args, repeats):
 def _parts(model, mode, height, width, training=False):
   """The network parts of encode and decode as callables in `mode`.
 
-  With `training`, the window attention runs as one product instead of a
-  loop over chunks of windows (the same arithmetic): the graphs whose FLOPs
+  With `training`, the Swin blocks run as whole-map products instead of
+  loops over bands of rows (the same arithmetic): the graphs whose FLOPs
   the profiler can count, as it does not look into loop bodies.
   """
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -286,10 +293,14 @@ def parts_worker(args):
 
   if args.mode == "function":
     counted = _parts(model, args.mode, height, width, training=True)
-    for name, _ in order:
-      fn, sig = counted[name]
-      result["parts"][name]["flops"] = graph_flops(
-          fn.get_concrete_function(*sig))
+    # Learning phase 1 also reaches the layers the slice model calls
+    # outside a Keras call (its dictionary attention's ConvGLU), so they
+    # run without band loops too.
+    with tf.keras.backend.learning_phase_scope(1):
+      for name, _ in order:
+        fn, sig = counted[name]
+        result["parts"][name]["flops"] = graph_flops(
+            fn.get_concrete_function(*sig))
   result["process_peak_rss_mib"] = peak_rss_mib()
   print(json.dumps(result))
 
