@@ -192,7 +192,8 @@ def _parts(model, mode, height, width, training=False):
   def slices(y, scales, means):
     y_slices = tf.split(y, c.num_slices, axis=-1)
     return model.slices.run(
-        scales, means, lambda i, mu, scale: tf.round(y_slices[i] - mu) + mu)
+        scales, means, lambda i, mu, scale: tf.round(y_slices[i] - mu) + mu,
+        training=training)
 
   def synthesis(y_hat):
     return model.g_s(y_hat, training=training)
@@ -293,14 +294,10 @@ def parts_worker(args):
 
   if args.mode == "function":
     counted = _parts(model, args.mode, height, width, training=True)
-    # Learning phase 1 also reaches the layers the slice model calls
-    # outside a Keras call (its dictionary attention's ConvGLU), so they
-    # run without band loops too.
-    with tf.keras.backend.learning_phase_scope(1):
-      for name, _ in order:
-        fn, sig = counted[name]
-        result["parts"][name]["flops"] = graph_flops(
-            fn.get_concrete_function(*sig))
+    for name, _ in order:
+      fn, sig = counted[name]
+      result["parts"][name]["flops"] = graph_flops(
+          fn.get_concrete_function(*sig))
   result["process_peak_rss_mib"] = peak_rss_mib()
   print(json.dumps(result))
 

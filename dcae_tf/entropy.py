@@ -93,11 +93,14 @@ class SliceEntropyModel(base.TorchNamed, tf.keras.layers.Layer):
         "dictionary", (c.dict_size, c.dict_dim),
         initializer=tf.keras.initializers.RandomNormal(stddev=1.))
 
-  def context(self, index, latent_scales, latent_means, previous):
+  def context(self, index, latent_scales, latent_means, previous,
+              training=None):
     """Returns (support, dict_info) for slice `index`."""
     support = previous[:self.config.max_support_slices]
     query = tf.concat([latent_scales, latent_means] + list(support), axis=-1)
-    dict_info = self.cross_attention[index](query, self.dictionary)
+    # An explicit training=None would override the enclosing call's flag.
+    flag = {} if training is None else {"training": training}
+    dict_info = self.cross_attention[index](query, self.dictionary, **flag)
     return tf.concat([query, dict_info], axis=-1), dict_info
 
   def gaussian_params(self, index, support):
@@ -113,7 +116,8 @@ class SliceEntropyModel(base.TorchNamed, tf.keras.layers.Layer):
     latent_scales, latent_means = inputs
     return self.run(latent_scales, latent_means, lambda i, mu, scale: mu)
 
-  def run(self, latent_scales, latent_means, quantize, record=None):
+  def run(self, latent_scales, latent_means, quantize, record=None,
+          training=None):
     """The slice loop.
 
     Args:
@@ -122,6 +126,9 @@ class SliceEntropyModel(base.TorchNamed, tf.keras.layers.Layer):
       quantize: callable (index, mu, scale) -> quantised slice (before LRP).
       record: optional dict filled with `dict_info_i`, `mu_i`, `scale_i`,
         `lrp_i` for inspection and parity tests.
+      training: the Keras training flag for the dictionary attention
+        (whole-map products, not inference's bands of rows); by default
+        that of the enclosing Keras call, as `run` is not one.
 
     Returns:
       y_hat, (B, h, w, M).
@@ -129,7 +136,7 @@ class SliceEntropyModel(base.TorchNamed, tf.keras.layers.Layer):
     y_hat_slices = []
     for i in range(self.config.num_slices):
       support, dict_info = self.context(i, latent_scales, latent_means,
-                                        y_hat_slices)
+                                        y_hat_slices, training=training)
       mu, scale = self.gaussian_params(i, support)
       y_q = quantize(i, mu, scale)
       lrp = self.lrp(i, support, y_q)

@@ -108,7 +108,8 @@ class DCAE(base.TorchNamed, tf.keras.Model):
       return y_q
 
     record = {} if return_intermediates else None
-    y_hat = self.slices.run(latent_scales, latent_means, quantize, record)
+    y_hat = self.slices.run(latent_scales, latent_means, quantize, record,
+                            training=training)
     y_likelihoods = tf.concat(y_likelihoods, axis=-1)
     x_hat = self.synthesis(y_hat, height, width)
 

@@ -145,6 +145,21 @@ def test_inference_loops_over_chunks_and_training_does_not():
   assert loops(False) > 0
   assert loops(True) == 0
 
+  # The slice loop is not a Keras call: it takes the flag itself (the
+  # bench counts FLOPs on its loop-free training graph).
+  c = model.config
+  latent = tf.TensorSpec((1, 4, 4, c.latent_channels))
+
+  def slice_loops(training):
+    graph = tf.function(lambda s, m: model.slices.run(
+        s, m, lambda i, mu, scale: mu, training=training)
+                        ).get_concrete_function(latent, latent).graph
+    return sum(op.type in ("While", "StatelessWhile")
+               for op in graph.get_operations())
+
+  assert slice_loops(None) > 0
+  assert slice_loops(True) == 0
+
 
 def test_weights_are_read_when_their_layer_runs():
   # Every weight read (and float16 -> float32 cast) in g_a's graph waits for
