@@ -8,7 +8,12 @@ INSTALL_REQUIRES = [
     "tensorflow-compression==2.14.1",
     "tensorflow-probability==0.22.1",
     "tensorflow-datasets==4.9.3",
-    "tensorflow-metadata==1.14.0",
+    # 1.15.0, not 1.14.0: on Python 3.11 it allows protobuf 4.25, whose C
+    # (upb) runtime parses and builds TF's graph protos several times faster
+    # than the pure-Python one 1.14.0's protobuf<4.21 falls back to (3.20.x
+    # has no Python 3.11 wheel): loading the paper preset's export 78 s -> 13 s.
+    "tensorflow-metadata==1.15.0",
+    "protobuf>=4.25.2,<5",
     "tensorflow-serving-api==2.14.1",
     "numpy>=1.23,<2",
     "pillow>=10,<12",

@@ -2,19 +2,28 @@
 
   python bench/latency.py [--preset paper] [--height 512 --width 768]
       [--modes function,eager,xla] [--weight_dtypes float32,float16]
-      [--repeats 2] [--output latency.json]
+      [--codecs model,export] [--repeats 2] [--output latency.json]
 
 Builds a DCAE with random weights (the timing does not depend on the values)
 and measures two things, each in fresh subprocesses:
 
-The codec, as a user runs it (`codec` processes, one per direction and
-weight storage dtype): a process that builds the model, runs
-`DCAECodec.compress` (or `decompress` of the bitstream the encode process
-wrote) and nothing else. Its wall time is put next to the roofline time of
-the codec's FLOPs (counted below), and its peak resident set size (VmHWM of
-/proc/self/status, the whole process: Python, TensorFlow, the weights and
-the peak of the computation) is what a compress / decompress command needs.
-float16 is how the shipped models store their weights (`dcae_tf.weights`).
+The codec, as a user runs it (`codec` processes, one per codec source,
+direction and weight storage dtype), from two sources:
+  model:  a process that builds the model and runs `DCAECodec.compress`
+          (or `decompress` of the bitstream the encode process wrote) and
+          nothing else, as a Python program using the library does;
+  export: a process that loads an export of that model
+          (`dcae_tf.export.ExportedCodec`, what the `dcae-tf` command line
+          and bin/evaluate.py load) and compresses or decompresses, its
+          first call preceded by the export's warm-up requests; the export
+          is written by a separate process first.
+Best wall time of the calls after the first is put next to the roofline
+time of the codec's FLOPs (counted below); the first call (graph
+optimisation included) and, for exports, the load time are reported too.
+The peak resident set size (VmHWM of /proc/self/status, the whole process:
+Python, TensorFlow, the weights and the peak of the computation) is what
+a compress / decompress command needs. float16 is how the shipped models
+store their weights (`dcae_tf.weights`).
 
 The parts (`parts` processes, one per mode and direction), timed
 separately:
@@ -44,6 +53,7 @@ by other load more than a part's best time was: a fraction above 100 % means
 that, not a counting error.
 """
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -59,6 +69,7 @@ DIRECTIONS = ("encode", "decode")
 PARTS = {"encode": ("g_a", "hyperprior_enc", "slices"),
          "decode": ("hyperprior_dec", "slices", "g_s")}
 WEIGHT_DTYPES = ("float32", "float16")  # = dcae_tf.weights.WEIGHT_DTYPES
+CODEC_SOURCES = ("model", "export")
 # Targets of issue 6 on this class of CPU.
 TARGET_ROOFLINE_RATIO = 1.25
 TARGET_PEAK_RSS_MIB = 1.5e9 / 2 ** 20
@@ -302,46 +313,69 @@ def parts_worker(args):
   print(json.dumps(result))
 
 
-def codec_worker(args):
-  """Runs only the codec, as a compress / decompress command would.
-
-  Prints one JSON line: best seconds of `args.repeats` runs after a warm-up,
-  the process's peak RSS and a matmul roofline measured afterwards.
-  """
-  import numpy as np  # pylint: disable=import-outside-toplevel
+def _seeded_codec(args):
+  """The DCAECodec with the bench's random weights (same in every process:
+  the bitstream's fingerprint check would refuse anything else)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from dcae_tf import weights  # pylint: disable=import-outside-toplevel
   from dcae_tf.codec import DCAECodec  # pylint: disable=import-outside-toplevel
   from dcae_tf.config import get_config  # pylint: disable=import-outside-toplevel
-
-  # Same seed, same weights in the encode and the decode process (the
-  # bitstream's fingerprint check would refuse anything else).
   tf.keras.utils.set_random_seed(SEED)  # Python, NumPy and TF seeds
   model = weights.new_model(get_config(args.preset), args.weight_dtype)
-  codec = DCAECodec(model, name="latency",
-                    max_pixels=args.height * args.width)
+  return DCAECodec(model, name="latency",
+                   max_pixels=args.height * args.width)
+
+
+def export_worker(args):
+  """Exports the bench's model to `args.export` (a model base path)."""
+  from dcae_tf import export  # pylint: disable=import-outside-toplevel
+  begin = time.perf_counter()
+  version_dir = export.save_versioned(_seeded_codec(args), args.export)
+  print(json.dumps({"kind": "export", "weight_dtype": args.weight_dtype,
+                    "version_dir": version_dir,
+                    "seconds": time.perf_counter() - begin}))
+
+
+def codec_worker(args):
+  """Runs only the codec, as a compress / decompress command would.
+
+  Prints one JSON line: best seconds of `args.repeats` runs after the
+  first, the first call's seconds, the process's peak RSS and a matmul
+  roofline measured afterwards.
+  """
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  result = {"kind": "codec", "source": "export" if args.export else "model",
+            "direction": args.direction, "weight_dtype": args.weight_dtype,
+            "preset": args.preset, "height": args.height, "width": args.width,
+            "repeats": args.repeats}
+  if args.export:
+    from dcae_tf import export  # pylint: disable=import-outside-toplevel
+    begin = time.perf_counter()
+    codec = export.load_exported(args.export)
+    result["load_seconds"] = time.perf_counter() - begin
+    compress, decompress = codec.compress, codec.decompress  # numpy, bytes
+  else:
+    codec = _seeded_codec(args)
+    compress = lambda image: codec.compress(tf.constant(image)).numpy()  # pylint: disable=unnecessary-lambda-assignment
+    decompress = lambda data: codec.decompress(tf.constant(data)).numpy()  # pylint: disable=unnecessary-lambda-assignment
   if args.direction == "encode":
     rng = np.random.default_rng(SEED)
-    arg = tf.constant(rng.integers(0, 256, (args.height, args.width, 3),
-                                   dtype=np.uint8))
-    fn = codec.compress
+    arg = rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
+    fn = compress
   else:
     with open(args.bitstream, "rb") as f:
-      arg = tf.constant(f.read())
-    fn = codec.decompress
+      arg = f.read()
+    fn = decompress
   begin = time.perf_counter()
-  out = fn(arg).numpy()
-  first_call = time.perf_counter() - begin
+  out = fn(arg)
+  result["first_call_seconds"] = time.perf_counter() - begin
   if args.direction == "encode":
     with open(args.bitstream, "wb") as f:
       f.write(out)
-  seconds, _ = _timed(fn, (arg,), args.repeats)
-  result = {"kind": "codec", "direction": args.direction,
-            "weight_dtype": args.weight_dtype, "preset": args.preset,
-            "height": args.height, "width": args.width,
-            "repeats": args.repeats, "seconds": seconds,
-            "first_call_seconds": first_call,
-            "peak_rss_mib": peak_rss_mib()}
+  result["seconds"], _ = _timed(fn, (arg,), args.repeats)
+  result["peak_rss_mib"] = peak_rss_mib()
   result["roofline_gflops_per_s"] = matmul_roofline()
   print(json.dumps(result))
 
@@ -349,13 +383,17 @@ def codec_worker(args):
 # --- the driver -----------------------------------------------------------------
 
 def run_worker(args, kind, direction, *extra):
-  """Runs a `kind` ("parts" or "codec") worker; its JSON result or None."""
+  """Runs a `kind` ("parts", "codec" or "export") worker; its JSON result
+  or None."""
   cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind,
          "--direction", direction, "--preset", args.preset,
          "--height", str(args.height), "--width", str(args.width),
          "--repeats", str(args.repeats), *extra]
-  label = " ".join([kind, direction] + [v for k, v in zip(extra[::2], extra[1::2])
-                                          if k != "--bitstream"])
+  paths = ("--bitstream", "--export")
+  label = " ".join([kind, direction] + [
+      v for k, v in zip(extra[::2], extra[1::2]) if k not in paths])
+  if "--export" in extra and kind == "codec":
+    label += " (export)"
   print(f"measuring {label} ...", file=sys.stderr, flush=True)
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if proc.returncode:
@@ -368,25 +406,32 @@ def run_worker(args, kind, direction, *extra):
 def codec_report(codec_results, flops_by_part):
   """Prints the codec processes' table against the targets; returns rows."""
   rows = []
-  print(f"\ncodec processes (build + {'/'.join(DIRECTIONS)} only; "
-        f"targets: <= {TARGET_ROOFLINE_RATIO}x the roofline time, peak RSS "
-        f"<= {TARGET_PEAK_RSS_MIB:.0f} MiB)")
-  print(f"{'dir':<7} {'weights':<8} {'seconds':>8} {'GFLOP':>7} "
-        f"{'x roofline time':>15} {'peak RSS MiB':>12}  targets")
+  print(f"\ncodec processes (model: build + {'/'.join(DIRECTIONS)} only; "
+        f"export: load + {'/'.join(DIRECTIONS)} only; targets: <= "
+        f"{TARGET_ROOFLINE_RATIO}x the roofline time, peak RSS <= "
+        f"{TARGET_PEAK_RSS_MIB:.0f} MiB)")
+  print(f"{'source':<7} {'dir':<7} {'weights':<8} {'load s':>6} "
+        f"{'first s':>7} {'seconds':>8} {'GFLOP':>7} {'x roofline time':>15} "
+        f"{'peak RSS MiB':>12}  targets")
   for r in codec_results:
     flops = sum(flops_by_part.get(n, 0) for n in PARTS[r["direction"]])
     ideal = flops / (r["roofline_gflops_per_s"] * 1e9) if flops else None
     ratio = r["seconds"] / ideal if ideal else None
     met = (ratio is not None and ratio <= TARGET_ROOFLINE_RATIO,
            r["peak_rss_mib"] <= TARGET_PEAK_RSS_MIB)
-    row = dict(direction=r["direction"], weight_dtype=r["weight_dtype"],
+    row = dict(source=r["source"], direction=r["direction"],
+               weight_dtype=r["weight_dtype"],
+               load_seconds=r.get("load_seconds"),
+               first_call_seconds=r["first_call_seconds"],
                seconds=r["seconds"], gflop=flops / 1e9 if flops else None,
                roofline_gflops_per_s=r["roofline_gflops_per_s"],
                roofline_time_ratio=ratio, peak_rss_mib=r["peak_rss_mib"],
                time_target_met=met[0], memory_target_met=met[1])
     rows.append(row)
     ratio_text = f"{ratio:.2f}x" if ratio else "-"
-    print(f"{r['direction']:<7} {r['weight_dtype']:<8} {r['seconds']:8.3f} "
+    load = f"{r['load_seconds']:6.1f}" if "load_seconds" in r else "-"
+    print(f"{r['source']:<7} {r['direction']:<7} {r['weight_dtype']:<8} "
+          f"{load:>6} {r['first_call_seconds']:7.1f} {r['seconds']:8.3f} "
           f"{flops / 1e9:7.1f} {ratio_text:>15} {r['peak_rss_mib']:12.0f}  "
           f"time {'met' if met[0] else 'NOT met'}, "
           f"memory {'met' if met[1] else 'NOT met'}")
@@ -438,6 +483,18 @@ def report(results, flops_by_part):
   return rows
 
 
+def _same_files(paths):
+  """Whether the files are byte-identical; None unless there are 2+ files."""
+  contents = []
+  for path in paths:
+    if os.path.isfile(path):
+      with open(path, "rb") as f:
+        contents.append(f.read())
+  if len(contents) < 2:
+    return None
+  return all(c == contents[0] for c in contents)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--preset", default="paper")
@@ -450,8 +507,11 @@ def main():
   parser.add_argument("--weight_dtypes", default=",".join(WEIGHT_DTYPES),
                       help="weight storage of the codec processes: "
                       "comma-separated subset of " + ",".join(WEIGHT_DTYPES))
+  parser.add_argument("--codecs", default=",".join(CODEC_SOURCES),
+                      help="codec processes to measure: comma-separated "
+                      "subset of " + ",".join(CODEC_SOURCES))
   parser.add_argument("--output", help="also write the results as JSON")
-  parser.add_argument("--worker", choices=("parts", "codec"),
+  parser.add_argument("--worker", choices=("parts", "codec", "export"),
                       help=argparse.SUPPRESS)
   parser.add_argument("--mode", default="function", choices=MODES,
                       help=argparse.SUPPRESS)
@@ -460,6 +520,7 @@ def main():
   parser.add_argument("--weight_dtype", default="float32",
                       choices=WEIGHT_DTYPES, help=argparse.SUPPRESS)
   parser.add_argument("--bitstream", help=argparse.SUPPRESS)
+  parser.add_argument("--export", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker == "parts":
     parts_worker(args)
@@ -467,14 +528,19 @@ def main():
   if args.worker == "codec":
     codec_worker(args)
     return 0
+  if args.worker == "export":
+    export_worker(args)
+    return 0
   modes = [m for m in args.modes.split(",") if m]
   directions = [d for d in args.directions.split(",") if d]
   dtypes = [d for d in args.weight_dtypes.split(",") if d]
+  sources = [c for c in args.codecs.split(",") if c]
   bad = (sorted(set(modes) - set(MODES)) +
          sorted(set(directions) - set(DIRECTIONS)) +
-         sorted(set(dtypes) - set(WEIGHT_DTYPES)))
+         sorted(set(dtypes) - set(WEIGHT_DTYPES)) +
+         sorted(set(sources) - set(CODEC_SOURCES)))
   if bad:
-    print(f"error: unknown mode/direction/weight dtype {bad}",
+    print(f"error: unknown mode/direction/weight dtype/codec source {bad}",
           file=sys.stderr)
     return 1
   # FLOPs are counted in function mode: make sure it runs.
@@ -488,16 +554,23 @@ def main():
         results.append(r)
   codec_results = []
   with tempfile.TemporaryDirectory() as tmp:
-    for dtype in dtypes:
+    for dtype, source in itertools.product(dtypes, sources):
+      extra = ["--weight_dtype", dtype]
+      if source == "export":
+        extra += ["--export", os.path.join(tmp, f"{dtype}_export")]
+        if run_worker(args, "export", "encode", *extra) is None:
+          continue
       # The decode process decodes what the encode process wrote.
-      path = os.path.join(tmp, f"{dtype}.dcae")
+      path = os.path.join(tmp, f"{dtype}_{source}.dcae")
       for direction in DIRECTIONS:
-        r = run_worker(args, "codec", direction, "--weight_dtype", dtype,
-                       "--bitstream", path)
+        r = run_worker(args, "codec", direction, *extra, "--bitstream", path)
         if r is None:
           break
         if direction in directions:
           codec_results.append(r)
+    same = {dtype: _same_files([os.path.join(tmp, f"{dtype}_{source}.dcae")
+                                for source in sources])
+            for dtype in dtypes}
   if not results:
     print("error: every measurement failed", file=sys.stderr)
     return 1
@@ -505,10 +578,14 @@ def main():
            if "flops" in p}
   rows = report(results, flops)
   rows += codec_report(codec_results, flops)
+  for dtype, equal in same.items():
+    if equal is not None:
+      print(f"{dtype}: the export's bitstream equals the in-process "
+            f"codec's: {equal}")
   if args.output:
     with open(args.output, "w", encoding="utf-8") as f:
-      json.dump({"measurements": results + codec_results, "rows": rows}, f,
-                indent=1)
+      json.dump({"measurements": results + codec_results, "rows": rows,
+                 "export_bitstream_equals_model": same}, f, indent=1)
   return 0
 
 

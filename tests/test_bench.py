@@ -32,10 +32,16 @@ def test_latency_bench_reports_parts_and_codec_processes(tmp_path):
     assert m["parts"]["range_coding"]["seconds"] >= 0
   # The decode process decoded the encode process's bitstream (a weights
   # mismatch between the two processes would fail the fingerprint check).
-  assert [(m["direction"], m["weight_dtype"]) for m in codec] == [
-      ("encode", "float16"), ("decode", "float16")]
+  # In-process codec first, then a loaded export of the same model.
+  assert [(m["source"], m["direction"], m["weight_dtype"]) for m in codec] == [
+      ("model", "encode", "float16"), ("model", "decode", "float16"),
+      ("export", "encode", "float16"), ("export", "decode", "float16")]
+  assert all(m["load_seconds"] > 0 for m in codec if m["source"] == "export")
+  assert all(m["first_call_seconds"] > 0 for m in codec)
+  # The export computes the in-process codec's bitstream, bit for bit.
+  assert report["export_bitstream_equals_model"] == {"float16": True}
   rows = [r for r in report["rows"] if "roofline_time_ratio" in r]
-  assert len(rows) == 2
+  assert len(rows) == 4
   for row, m in zip(rows, codec):
     # The ratio is the measured time over the roofline time of the FLOPs.
     ideal = row["gflop"] / row["roofline_gflops_per_s"]
@@ -43,3 +49,5 @@ def test_latency_bench_reports_parts_and_codec_processes(tmp_path):
     assert row["time_target_met"] == (row["roofline_time_ratio"] <= 1.25)
     assert 100 < row["peak_rss_mib"] < 10_000
   assert "codec processes" in proc.stdout
+  assert "the export's bitstream equals the in-process codec's: True" in (
+      proc.stdout)

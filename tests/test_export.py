@@ -3,12 +3,14 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from dcae_tf import export
+from dcae_tf import heap
 from tests import serving_fakes
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,6 +49,7 @@ print(json.dumps({"metadata": json.loads(meta), "corrupt_error": corrupt_error,
 CRASH_MID_SAVE_SCRIPT = """
 import os, sys
 from dcae_tf import export
+from dcae_tf import heap
 from tests import serving_fakes
 export._write_metadata = lambda *args: os._exit(3)
 export.save_versioned(serving_fakes.FakePngCodec(), sys.argv[1])
@@ -144,6 +147,12 @@ def test_real_codec_export_loads_in_fresh_process(tmp_path):
   assert metadata["fingerprint"] == codec.metadata["fingerprint"]
   _check_fresh_load(version_dir, image, bitstream, decoded, metadata,
                     tmp_path)
+  # The warm-up requests are the codec's own compress and decompress.
+  (_, compress_inputs), (_, decompress_inputs) = export.read_warmup(
+      version_dir)
+  warmup_bitstream = codec.compress(
+      tf.constant(compress_inputs[export.IMAGE])).numpy()
+  assert decompress_inputs[export.BITSTREAM] == warmup_bitstream
 
 
 @pytest.mark.slow
@@ -181,6 +190,62 @@ def test_float16_weight_export_is_half_size_and_exact(tmp_path):
                     tmp_path)
   with pytest.raises(tf.errors.InvalidArgumentError, match="fingerprint"):
     half.decompress(full.compress(tf.constant(image)))
+
+
+def test_export_carries_tf_serving_warmup_requests(base):
+  base, codec = base
+  version_dir = os.path.join(base, "1")
+  requests = export.read_warmup(version_dir)
+  assert [name for name, _ in requests] == [export.COMPRESS, export.DECOMPRESS]
+  image = requests[0][1][export.IMAGE]
+  np.testing.assert_array_equal(image, export.warmup_image())
+  assert image.shape == (export.WARMUP_IMAGE_SIZE,) * 2 + (3,)
+  assert image.std() > 0  # A gradient, not a flat image.
+  bitstream = requests[1][1][export.BITSTREAM]
+  assert bitstream == codec.compress(tf.constant(image)).numpy()
+
+
+def _copy_with_warmup(base, tmp_path, module):
+  """A copy of version 1 whose warm-up file is written by `module`."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  copy = str(tmp_path / "copy")
+  shutil.copytree(os.path.join(base, "1"), copy)
+  os.remove(os.path.join(copy, export.WARMUP_PATH))
+  if module is not None:
+    export.write_warmup_file(
+        copy, lambda image: module.compress(tf.constant(image)).numpy())
+  return copy
+
+
+def test_broken_warmup_request_is_a_clear_error(base, tmp_path):
+  garbage = types.SimpleNamespace(compress=lambda image: tf.constant(b"junk"))
+  exported = export.load_exported(_copy_with_warmup(base[0], tmp_path,
+                                                    garbage))
+  image = serving_fakes.make_image(10, 12)
+  bitstream = exported.compress(image)  # Its warm-up request is fine.
+  with pytest.raises(export.ExportError,
+                     match="warm-up request of .decompress. failed"):
+    exported.decompress(bitstream)
+
+
+def test_export_without_warmup_file_works_and_can_get_one(base, tmp_path):
+  copy = _copy_with_warmup(base[0], tmp_path, None)
+  exported = export.load_exported(copy)
+  assert export.read_warmup(exported.path) == []
+  image = serving_fakes.make_image(10, 12)
+  np.testing.assert_array_equal(
+      exported.decompress(exported.compress(image)),
+      base[1].decompress(base[1].compress(tf.constant(image))).numpy())
+  export.write_warmup_file(copy)  # By the export itself.
+  ours = export.read_warmup(copy)
+  original = export.read_warmup(os.path.join(base[0], "1"))
+  assert [n for n, _ in ours] == [n for n, _ in original]
+  assert ours[1][1][export.BITSTREAM] == original[1][1][export.BITSTREAM]
+
+
+def test_heap_release_works_on_this_platform():
+  # CI runs on glibc Linux, where the warm-up's memory saving applies.
+  assert heap.release_free_memory()
 
 
 def test_versions_count_up_and_ignore_tmp_and_other_dirs(tmp_path):

@@ -130,6 +130,7 @@ class VersionWatcher:
         continue
       try:
         codec = export.ExportedCodec(version_dir)
+        codec.warm_up()  # As TF Serving does with the warm-up file.
       except Exception as e:  # pylint: disable=broad-except
         self._skip(version, stamp, f"failed to load: {e}")
         continue
