@@ -188,6 +188,11 @@ class SavedSignatures:
                        suffix=f"_L{next(_LOAD_IDS)}")
 
     signature_nodes = _signature_nodes(objects)
+    for key, function_name in signature_nodes.items():
+      if (function_name not in library.names
+          or function_name not in objects.concrete_functions):
+        raise SavedModelError(f"signature {key!r}: its function "
+                              f"{function_name!r} is not in {path}")
     needed = sorted({node_id for function_name in signature_nodes.values()
                      for node_id in
                      objects.concrete_functions[function_name].bound_inputs})
