@@ -32,11 +32,8 @@ import datetime
 import json
 import os
 import platform
-import queue
-import re
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -54,6 +51,7 @@ from tqdm import tqdm
 
 from dcae_tf import export
 from dcae_tf.serving import client as client_lib
+from dcae_tf.serving import process
 # pylint: enable=wrong-import-position
 
 PRESETS = ("tiny", "small")
@@ -73,8 +71,6 @@ START_TIMEOUT_SECONDS = 300
 STOP_TIMEOUT_SECONDS = 30
 # Per request; a `small` 1024x1024 request on a loaded machine fits easily.
 REQUEST_TIMEOUT_SECONDS = 300
-READY_RE = re.compile(r"serving (\S+) version (\d+) on (\S+):(\d+)")
-STOPPED_RE = re.compile(r"stopped serving ")
 # The test image: a smooth gradient plus low-frequency structure (coarse
 # random grid, bilinearly upsampled) plus a little pixel noise, so the codec
 # sees something photo-like rather than white noise (whose bitstream and
@@ -85,7 +81,6 @@ COARSE_CELLS = 8
 COARSE_AMPLITUDE = 80.0
 PIXEL_NOISE = 6.0
 PIXEL_MAX = 255
-LOG_TAIL_CHARS = 3000
 MS_PER_SECOND = 1e3
 PERCENTILES = (50, 99)
 BITS_PER_BYTE = 8
@@ -209,99 +204,6 @@ def free_port(host=HOST):
   with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
     sock.bind((host, 0))
     return sock.getsockname()[1]
-
-
-class ServerProcess:
-  """`python -m dcae_tf.serving.server` as a context manager.
-
-  Entering starts it and waits for its "serving NAME version V on
-  HOST:PORT" line; leaving (however it happens) sends SIGTERM, waits, and
-  kills only if the server did not stop in time.
-  """
-
-  def __init__(self, model_base_path, model_name, port, threads, log_path):
-    self.command = [
-        sys.executable, "-m", "dcae_tf.serving.server",
-        "--model_base_path", model_base_path, "--model_name", model_name,
-        "--host", HOST, "--port", str(port), "--threads", str(threads)]
-    self.log_path = log_path
-    self.proc = None
-    self.stdout_lines = []
-    self.exit_code = None
-    self.stopped_cleanly = None
-    self._lines = queue.Queue()
-    self._log = None
-
-  def __enter__(self):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
-    self._log = open(self.log_path, "w", encoding="utf-8")  # pylint: disable=consider-using-with
-    # Own session: a terminal's Ctrl-C goes to us only; we stop the server.
-    self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-        self.command, stdout=subprocess.PIPE, stderr=self._log, text=True,
-        env=env, start_new_session=True)
-    threading.Thread(target=self._read_stdout, daemon=True).start()
-    try:
-      self.wait_for(READY_RE, START_TIMEOUT_SECONDS)
-    except BaseException:
-      self.stop()
-      raise
-    return self
-
-  def __exit__(self, *exc_info):
-    self.stop()
-
-  def _read_stdout(self):
-    for line in self.proc.stdout:
-      self._lines.put(line.rstrip("\n"))
-    self._lines.put(None)
-
-  def wait_for(self, pattern, timeout):
-    """The first (further) stdout line matching `pattern`."""
-    deadline = time.monotonic() + timeout
-    while True:
-      try:
-        line = self._lines.get(timeout=max(deadline - time.monotonic(), 0))
-      except queue.Empty:
-        raise RuntimeError(f"server printed no line matching "
-                           f"{pattern.pattern!r} in {timeout} s; log tail:\n"
-                           f"{self.log_tail()}") from None
-      if line is None:
-        raise RuntimeError(f"server exited ({self.proc.wait()}) before "
-                           f"{pattern.pattern!r}; log tail:\n"
-                           f"{self.log_tail()}")
-      self.stdout_lines.append(line)
-      match = pattern.search(line)
-      if match:
-        return match
-
-  def log_tail(self):
-    self._log.flush()
-    with open(self.log_path, encoding="utf-8", errors="replace") as f:
-      return f.read()[-LOG_TAIL_CHARS:]
-
-  def stop(self):
-    """SIGTERM, wait for a clean exit (its "stopped" line), kill otherwise."""
-    if self.proc is None or self.exit_code is not None:
-      return
-    if self.proc.poll() is None:
-      self.proc.send_signal(signal.SIGTERM)
-      try:
-        self.proc.wait(timeout=STOP_TIMEOUT_SECONDS)
-      except subprocess.TimeoutExpired:
-        print(f"warning: server did not stop {STOP_TIMEOUT_SECONDS} s after "
-              f"SIGTERM; killing it", file=sys.stderr)
-        self.proc.kill()
-        self.proc.wait()
-    self.exit_code = self.proc.returncode
-    try:
-      self.wait_for(STOPPED_RE, STOP_TIMEOUT_SECONDS)
-      self.stopped_cleanly = self.exit_code == 0
-    except RuntimeError:
-      self.stopped_cleanly = False
-    self._log.close()
-    print(f"server stopped (exit code {self.exit_code}, clean: "
-          f"{self.stopped_cleanly})", file=sys.stderr, flush=True)
 
 
 # --- the measurements ------------------------------------------------------------
@@ -497,8 +399,12 @@ def run(args, workdir):
   port = free_port()
   print(f"starting the server on {HOST}:{port} ...", file=sys.stderr,
         flush=True)
-  server = ServerProcess(base, model_name, port, threads,
-                         os.path.join(workdir, "server.log"))
+  server = process.ServerProcess(
+      ["--model_base_path", base, "--model_name", model_name,
+       "--host", HOST, "--port", str(port), "--threads", str(threads)],
+      os.path.join(workdir, "server.log"),
+      env=process.repo_env(REPO_ROOT),
+      start_timeout=START_TIMEOUT_SECONDS, stop_timeout=STOP_TIMEOUT_SECONDS)
   with server:
     factory, opened = served_calls(port, model_name, image, bitstream)
     try:

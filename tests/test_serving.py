@@ -1,14 +1,12 @@
 """The gRPC server as a real subprocess on 127.0.0.1, driven by the client."""
 import concurrent.futures
 import os
-import queue
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import grpc
@@ -19,6 +17,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from dcae_tf import export
 from dcae_tf.serving import client as client_lib
+from dcae_tf.serving import process
 from dcae_tf.serving import tensors
 from tests import serving_fakes
 
@@ -27,13 +26,11 @@ MODEL_NAME = "codec"
 POLL_SECONDS = 0.2
 # Small, so a real image can exceed it: 40x40 passes, 80x80 does not.
 MAX_PIXELS = 64 * 64
-# Loading a real model under load on 2 cores can take minutes.
-START_TIMEOUT_SECONDS = 300
 VERSION_TIMEOUT_SECONDS = 120
 STOP_TIMEOUT_SECONDS = 30
 NUM_CLIENTS = 8
 REQUESTS_PER_CLIENT = 5
-READY_RE = re.compile(r"serving (\S+) version (\d+) on ([\d.]+):(\d+)")
+READY_RE = process.READY_RE
 CODEC_KINDS = [
     "fake",
     pytest.param("tiny", marks=pytest.mark.skipif(
@@ -45,63 +42,6 @@ CORRUPT_MESSAGES = {"fake": "Unknown image file format",
                     "tiny": "not a DCAE bitstream"}
 
 
-class ServerProcess:
-  """`python -m dcae_tf.serving.server` with its stdout lines in a queue."""
-
-  def __init__(self, base, log_path):
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    self.log_path = log_path
-    self._log = open(log_path, "w")  # pylint: disable=consider-using-with
-    self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-        [sys.executable, "-m", "dcae_tf.serving.server",
-         "--model_base_path", base, "--model_name", MODEL_NAME,
-         "--port", "0", "--poll_seconds", str(POLL_SECONDS),
-         "--max_pixels", str(MAX_PIXELS)],
-        stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
-    self.lines = []
-    self._queue = queue.Queue()
-    threading.Thread(target=self._read, daemon=True).start()
-    try:
-      self.port = int(self.wait_for(READY_RE, START_TIMEOUT_SECONDS).group(4))
-    except BaseException:
-      self.stop()  # Never leave a server behind.
-      raise
-
-  def _read(self):
-    for line in self.proc.stdout:
-      self._queue.put(line.rstrip("\n"))
-    self._queue.put(None)
-
-  def wait_for(self, pattern, timeout):
-    """Next stdout line matching `pattern` (earlier lines are kept)."""
-    deadline = time.monotonic() + timeout
-    while True:
-      remaining = deadline - time.monotonic()
-      try:
-        line = self._queue.get(timeout=max(remaining, 0))
-      except queue.Empty:
-        raise AssertionError(f"no line matching {pattern!r} in {timeout}s; "
-                             f"stdout: {self.lines}; log: {self.log()[-2000:]}")
-      if line is None:
-        raise AssertionError(f"server exited ({self.proc.wait()}) before "
-                             f"{pattern!r}; log: {self.log()[-3000:]}")
-      self.lines.append(line)
-      match = re.search(pattern, line)
-      if match:
-        return match
-
-  def log(self):
-    self._log.flush()
-    with open(self.log_path) as f:
-      return f.read()
-
-  def stop(self):
-    if self.proc.poll() is None:
-      self.proc.kill()
-      self.proc.wait()
-    self._log.close()
-
-
 @pytest.fixture(name="setup", scope="module", params=CODEC_KINDS)
 def fixture_setup(request, tmp_path_factory):
   """(kind, base path, local ExportedCodec of version 1, running server)."""
@@ -109,7 +49,11 @@ def fixture_setup(request, tmp_path_factory):
   base = str(tmp / MODEL_NAME)
   export.save_versioned(serving_fakes.make_codec(request.param), base)
   local = export.load_exported(base)
-  server = ServerProcess(base, str(tmp / "server.log"))
+  server = process.ServerProcess(
+      ["--model_base_path", base, "--model_name", MODEL_NAME, "--port", "0",
+       "--poll_seconds", str(POLL_SECONDS), "--max_pixels", str(MAX_PIXELS)],
+      str(tmp / "server.log"),
+      env=process.repo_env(REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")).start()
   yield request.param, base, local, server
   server.stop()
 
@@ -391,3 +335,16 @@ def test_sigterm_stops_cleanly(setup, client):
   server.wait_for(r"stopped serving codec", STOP_TIMEOUT_SECONDS)
   assert "Traceback" not in server.log()
 
+
+
+def test_server_that_cannot_start_is_a_clear_error(tmp_path):
+  server = process.ServerProcess(
+      ["--model_base_path", str(tmp_path), "--no_such_flag"],
+      str(tmp_path / "server.log"),
+      env=process.repo_env(REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
+  # The error says so at once (no waiting for the start timeout) and shows
+  # the server's own message.
+  with pytest.raises(process.ServerError,
+                     match=r"(?s)server exited \(2\).*no_such_flag"):
+    server.start()
+  assert server.exit_code == 2 and not server.stopped_cleanly
