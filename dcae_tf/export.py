@@ -17,9 +17,11 @@ file `assets.extra/tf_serving_warmup_requests`: a compress request for a
 small image and a decompress request for its bitstream, which TF Serving
 runs before it serves a version (so the graphs are optimised before the
 first real request) and `ExportedCodec` runs before its own first call of
-each (so the optimisation's freed memory can be returned first). A version appears atomically:
-it is written into a `.tmp*` sibling directory and renamed into place, so a
-model server polling the base path never sees a half-written version.
+each (so the optimisation's freed memory can be returned first).
+
+A version appears atomically: it is written into a `.tmp*` sibling
+directory and renamed into place, so a model server polling the base path
+never sees a half-written version.
 
 Loading (`ExportedCodec`, through `dcae_tf.saved_signatures`) needs only
 TensorFlow and tensorflow_compression (whose import
@@ -382,7 +384,13 @@ class ExportedCodec:
       todo = [n for n in names if n not in self._warm]
       if not todo:
         return
-      requests = read_warmup(self.path)
+      try:
+        requests = read_warmup(self.path)
+      except Exception as e:  # pylint: disable=broad-except
+        # A truncated file (DataLossError) or a record that is no
+        # PredictionLog (protobuf's DecodeError, which differs by runtime).
+        raise ExportError(f"{self.path}: its warm-up file is unreadable: "
+                          f"{error_message(e)}") from None
       if COMPRESS in todo and all(n != COMPRESS for n, _ in requests):
         requests.append((COMPRESS, {IMAGE: warmup_image()}))
       for name, inputs in requests:

@@ -228,6 +228,18 @@ def test_broken_warmup_request_is_a_clear_error(base, tmp_path):
     exported.decompress(bitstream)
 
 
+def test_unreadable_warmup_file_is_a_clear_error(base, tmp_path):
+  copy = _copy_with_warmup(base[0], tmp_path, base[1])
+  path = os.path.join(copy, export.WARMUP_PATH)
+  with open(path, "rb") as f:
+    data = f.read()
+  with open(path, "wb") as f:
+    f.write(data[:len(data) // 2])  # Truncated mid-record.
+  exported = export.load_exported(copy)
+  with pytest.raises(export.ExportError, match="warm-up file is unreadable"):
+    exported.compress(serving_fakes.make_image(10, 12))
+
+
 def test_export_without_warmup_file_works_and_can_get_one(base, tmp_path):
   copy = _copy_with_warmup(base[0], tmp_path, None)
   exported = export.load_exported(copy)
