@@ -4,8 +4,8 @@
 Python `FuncGraph` (an `Operation` object per node) so that the loaded
 functions can be retraced, differentiated and re-saved. A codec never does
 any of that: it calls a signature. For the paper preset's export (727
-functions, 78 k nodes) that reconstruction took 13 s and 1.5 GB of RSS on
-top of the weights (78 s with the pure-Python protobuf runtime).
+functions, 78 k nodes) that reconstruction took 13 s and about 1.3 GB more
+RSS than this loader needs (78 s with the pure-Python protobuf runtime).
 
 `SavedSignatures` does what TF Serving's C++ loader does instead: it parses
 `saved_model.pb`, restores the variables the signatures capture from the
@@ -20,7 +20,7 @@ Function names are given a suffix unique to the load (`_L<n>`): two exports
 (or two versions of one model) hold different functions under the same
 generated names, and the runtime's function library is per process. The
 functions are removed from the runtime when the last `SignatureFunction` of
-the load is garbage-collected (or at once if loading fails).
+the load is garbage-collected.
 """
 import itertools
 import os
