@@ -68,7 +68,9 @@ DIRECTIONS = ("encode", "decode")
 # The network parts of each direction, in the order the codec runs them.
 PARTS = {"encode": ("g_a", "hyperprior_enc", "slices"),
          "decode": ("hyperprior_dec", "slices", "g_s")}
-WEIGHT_DTYPES = ("float32", "float16")  # = dcae_tf.weights.WEIGHT_DTYPES
+# = dcae_tf.weights.WEIGHT_DTYPES (tests/test_bench.py), without importing
+# TensorFlow into the parent process.
+WEIGHT_DTYPES = ("float32", "float16")
 CODEC_SOURCES = ("model", "export")
 # Targets of issue 6 on this class of CPU.
 TARGET_ROOFLINE_RATIO = 1.25

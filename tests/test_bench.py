@@ -51,3 +51,15 @@ def test_latency_bench_reports_parts_and_codec_processes(tmp_path):
   assert "codec processes" in proc.stdout
   assert "the export's bitstream equals the in-process codec's: True" in (
       proc.stdout)
+
+
+def test_latency_bench_weight_dtypes_are_the_librarys():
+  """The bench names the weight dtypes without importing TF in its parent
+  process; they must stay the library's."""
+  # pylint: disable=import-outside-toplevel
+  import importlib.util
+  from dcae_tf import weights
+  spec = importlib.util.spec_from_file_location("latency_bench", BENCH)
+  latency = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(latency)
+  assert latency.WEIGHT_DTYPES == weights.WEIGHT_DTYPES

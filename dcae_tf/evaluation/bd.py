@@ -96,22 +96,19 @@ def bd(test_rates, test_qualities, anchor_rates, anchor_qualities,
     notes.append(f"need >= {MIN_POINTS} RD points per curve")
     result.note = "; ".join(notes)
     return result
+  # BD-rate integrates log-rate over the common quality range; BD-metric
+  # integrates quality over the common log-rate range.
   log_t, log_a = np.log10(rate_t), np.log10(rate_a)
-  quality_overlap = _overlap(q_t, q_a)
-  rate_overlap = _overlap(log_t, log_a)
-  if quality_overlap > 0:
-    result.bd_rate = _delta(bjontegaard.bd_rate, rate_a, q_a, rate_t, q_t,
-                            method)
-    if quality_overlap < MIN_OVERLAP:
-      notes.append(f"BD-rate over {quality_overlap:.0%} of the quality range")
-  else:
-    notes.append("quality ranges do not overlap: no BD-rate")
-  if rate_overlap > 0:
-    result.bd_metric = _delta(bjontegaard.bd_psnr, rate_a, q_a, rate_t, q_t,
-                              method)
-    if rate_overlap < MIN_OVERLAP:
-      notes.append(f"BD-{metric} over {rate_overlap:.0%} of the log-rate range")
-  else:
-    notes.append(f"rate ranges do not overlap: no BD-{metric}")
+  for field, fn, label, axis, overlap in (
+      ("bd_rate", bjontegaard.bd_rate, "BD-rate", "quality",
+       _overlap(q_t, q_a)),
+      ("bd_metric", bjontegaard.bd_psnr, f"BD-{metric}", "log-rate",
+       _overlap(log_t, log_a))):
+    if overlap <= 0:
+      notes.append(f"{axis} ranges do not overlap: no {label}")
+      continue
+    setattr(result, field, _delta(fn, rate_a, q_a, rate_t, q_t, method))
+    if overlap < MIN_OVERLAP:
+      notes.append(f"{label} over {overlap:.0%} of the {axis} range")
   result.note = "; ".join(notes)
   return result

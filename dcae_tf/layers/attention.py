@@ -99,6 +99,32 @@ def _chunk_windows(heads, pixels, dtype, budget):
 MLP_CHUNK_BYTES = 64 * 2 ** 20
 
 
+def equal_parts(total, most):
+  """(count, size): the fewest parts of at most `most` units covering
+  `total`, all of the same size (what XLA needs); padded to
+  count * size, the padding is less than one unit per part."""
+  count = (total + most - 1) // most
+  return count, (total + count - 1) // count
+
+
+def sequential_concat(count, part, dtype, element_shape):
+  """`tf.concat([part(i) for i in range(count)], 0)`, one part at a time.
+
+  A `tf.while_loop` with one iteration in flight: only one part's
+  temporaries are alive at once, which is what bounds the memory of the
+  banded and chunked computations below.
+  """
+  def body(i, outputs):
+    return i + 1, outputs.write(i, part(i))
+
+  outputs = tf.TensorArray(dtype, size=count, infer_shape=False,
+                           element_shape=element_shape)
+  _, outputs = tf.while_loop(lambda i, _: i < count, body,
+                             (tf.constant(0), outputs),
+                             parallel_iterations=1)
+  return outputs.concat()
+
+
 def map_row_bands(fn, x, max_rows, halo=0, multiple=1):
   """`fn` applied to horizontal bands of x, one after the other.
 
@@ -123,29 +149,24 @@ def map_row_bands(fn, x, max_rows, halo=0, multiple=1):
   """
   shape = tf.shape(x)
   batch, height = shape[0], shape[1]
-  units = height // multiple
-  most = tf.maximum(max_rows // multiple, 1)
-  bands = (units + most - 1) // most
-  band_rows = (units + bands - 1) // bands * multiple
+  bands, band_units = equal_parts(height // multiple,
+                                  tf.maximum(max_rows // multiple, 1))
+  band_rows = band_units * multiple
   x = tf.pad(x, [[0, 0], [halo, bands * band_rows - height + halo], [0, 0],
                  [0, 0]])
   size = band_rows + 2 * halo
 
-  def body(i, outputs):
+  def band(i):
     image, first = i // bands, (i % bands) * band_rows
     part = tf.slice(x, tf.stack([image, first, 0, 0]),
                     tf.stack([1, size, shape[2], shape[3]]))
     part.set_shape([1, None] + x.shape[2:])
     out = fn(part, first - halo + tf.range(size))
-    return i + 1, outputs.write(i, out[0, halo:halo + band_rows])
+    return out[0, halo:halo + band_rows]
 
-  outputs = tf.TensorArray(x.dtype, size=batch * bands, infer_shape=False,
-                           element_shape=tf.TensorShape([None, None, None]))
-  # One band at a time: that is what bounds the memory.
-  _, outputs = tf.while_loop(lambda i, _: i < batch * bands, body,
-                             (tf.constant(0), outputs),
-                             parallel_iterations=1)
-  out = outputs.concat()  # (B * bands * band_rows, W, C')
+  # (B * bands * band_rows, W, C')
+  out = sequential_concat(batch * bands, band, x.dtype,
+                          tf.TensorShape([None, None, None]))
   out = tf.reshape(out, tf.concat([[batch, bands * band_rows],
                                    tf.shape(out)[1:]], 0))
   return out[:, :height]
@@ -236,26 +257,19 @@ class WindowAttention(base.TorchNamed, tf.keras.layers.Layer):
     p = self.window ** 2
     most = _chunk_windows(self.heads, p, self.compute_dtype, self.chunk_bytes)
     windows = tf.shape(qkv)[0]
-    # Equal chunks of at most `most` windows: the padding (zero windows,
-    # cropped off below) is less than one window per chunk.
-    num_chunks = (windows + most - 1) // most
-    chunk = (windows + num_chunks - 1) // num_chunks
+    # The padding (zero windows, cropped off below) is less than one window
+    # per chunk.
+    num_chunks, chunk = equal_parts(windows, most)
     qkv = tf.pad(qkv, [[0, num_chunks * chunk - windows], [0, 0], [0, 0]])
 
-    def body(i, outputs):
+    def attend(i):
       start = i * chunk
       part = tf.slice(qkv, tf.stack([start, 0, 0]),
                       tf.stack([chunk, p, 3 * self.dim]))
-      return i + 1, outputs.write(
-          i, self._attend(part, bias, first + start, nh, nw))
+      return self._attend(part, bias, first + start, nh, nw)
 
-    outputs = tf.TensorArray(qkv.dtype, size=num_chunks,
-                             element_shape=tf.TensorShape((None, p, self.dim)))
-    # One chunk at a time: that is what bounds the memory.
-    _, outputs = tf.while_loop(lambda i, _: i < num_chunks, body,
-                               (tf.constant(0), outputs),
-                               parallel_iterations=1)
-    return outputs.concat()[:windows]
+    return sequential_concat(num_chunks, attend, qkv.dtype,
+                             tf.TensorShape((None, p, self.dim)))[:windows]
 
   def _attend_rows(self, x, bias, first_row, nh, nw, chunked):
     """Attention output for x (B, rows, W, dim), whole rows of windows.
