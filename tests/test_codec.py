@@ -1,4 +1,6 @@
 """Real compression: exact round trips and rejection of foreign bitstreams."""
+import concurrent.futures
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -47,6 +49,21 @@ def test_public_signatures_match_the_testing_entry_points(codec):
   data, _, recon = codec.compress_with_reconstruction(image)
   assert codec.compress(image).numpy() == data.numpy()
   np.testing.assert_array_equal(codec.decompress(data).numpy(), recon.numpy())
+
+
+def test_compress_is_deterministic_across_calls_and_threads(codec):
+  """The same image gives the same bitstream on every call: after calls on
+  other sizes (reused, dirtied buffers) and from concurrent threads (how
+  the server calls it). A decoder elsewhere recomputes the encoder's means
+  and scales, so encoding must not depend on process state."""
+  image = smooth_image(40, 56, seed=3)
+  reference = codec.compress(image).numpy()
+  codec.compress(smooth_image(90, 30, seed=4))
+  assert codec.compress(image).numpy() == reference
+  with concurrent.futures.ThreadPoolExecutor(3) as pool:
+    outputs = list(pool.map(lambda _: codec.compress(image).numpy(),
+                            range(6)))
+  assert outputs == [reference] * 6
 
 
 def test_header_is_self_describing(codec):
