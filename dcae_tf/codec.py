@@ -8,6 +8,12 @@ the same functions serve in-process use, export and TF Serving.
 Encoder and decoder run the same slice loop (`SliceEntropyModel.run`); the
 decoder's quantised latents are the encoder's bit for bit because both sides
 compute every mean and scale from identical inputs with identical graphs.
+The bitstream's last string is a digest of what the encoder coded (z_hat and
+the y symbols, `bitstream.symbols_digest`): a decoder that computes other
+scales (another runtime whose arithmetic differs enough to move a scale
+index) or reads a payload damaged behind a valid checksum gets other symbols
+back from the range decoder and fails with a clear error before it
+synthesises an image, instead of returning a wrong one.
 """
 import hashlib
 
@@ -94,6 +100,8 @@ class DCAECodec(tf.Module):
     # E.g. how the model was trained; never overrides the identity above.
     for key, value in (extra_metadata or {}).items():
       self.metadata.setdefault(key, value)
+    # z, the y slices, the digest of the coded symbols.
+    self.num_strings = 1 + c.num_slices + 1
     self.z_model = z_entropy_model(model.hyperprior, range_coder_precision)
     self.y_model = tfc.LocationScaleIndexedEntropyModel(
         tfc.NoisyNormal, c.scale_levels, entropy.scale_table_fn(c),
@@ -139,29 +147,42 @@ class DCAECodec(tf.Module):
     z_hat = self.z_model.quantize(z)
     latent_scales, latent_means = self.model.hyper_synthesis(z_hat)
     y_slices = tf.split(y, self.config.num_slices, axis=-1)
-    y_strings = []
+    # What the decoder must get back from the range decoder: z_hat (its
+    # prior is fixed, so its bits are the same everywhere) and the y symbols.
+    y_strings, symbols = [], [tf.bitcast(z_hat, tf.int32)]
 
     def quantize(i, mu, scale):
       index = entropy.scale_to_index(self.config, scale)
       y_strings.append(self.y_model.compress(y_slices[i], index, mu)[0])
-      return tf.round(y_slices[i] - mu) + mu
+      symbols.append(tf.round(y_slices[i] - mu))
+      return symbols[-1] + mu
 
     y_hat = self.model.slices.run(latent_scales, latent_means, quantize)
-    return [z_string] + y_strings, y_hat, shape[0], shape[1]
+    strings = [z_string] + y_strings + [bitstream.symbols_digest(symbols)]
+    return strings, y_hat, shape[0], shape[1]
 
   def _decode_latents(self, strings, height, width):
     (yh, yw), (zh, zw) = self._latent_shapes(height, width)
     z_hat = self.z_model.decompress(strings[0][None], tf.stack([zh, zw]))
     latent_scales, latent_means = self.model.hyper_synthesis(z_hat)
-    y_strings = strings[1:]
+    y_strings, digest = strings[1:-1], strings[-1]
+    symbols = [tf.bitcast(z_hat, tf.int32)]
 
     def dequantize(i, mu, scale):
       index = entropy.scale_to_index(self.config, scale)
       y_q = self.y_model.decompress(y_strings[i][None], index, mu)
+      # The range decoder's integers, recovered exactly (|symbol| is far
+      # below float32's 2**24).
+      symbols.append(tf.round(y_q - mu))
       return tf.ensure_shape(y_q, mu.shape)
 
     del yh, yw  # implied by z_hat's shape through h_s
-    return self.model.slices.run(latent_scales, latent_means, dequantize)
+    y_hat = self.model.slices.run(latent_scales, latent_means, dequantize)
+    check = tf.debugging.Assert(
+        tf.equal(bitstream.symbols_digest(symbols), digest),
+        [bitstream.LATENTS_MISMATCH], summarize=1)
+    with tf.control_dependencies([check]):
+      return tf.identity(y_hat)
 
   def _to_image(self, y_hat, height, width):
     x_hat = self.model.synthesis(y_hat, height, width)[0]
@@ -184,7 +205,7 @@ class DCAECodec(tf.Module):
     """bitstream (string scalar) -> uint8 (H, W, 3)."""
     height, width, strings = bitstream.unpack(
         data, self.model_name, self.fingerprint,
-        1 + self.config.num_slices, self.max_pixels)
+        self.num_strings, self.max_pixels)
     y_hat = self._decode_latents(strings, height, width)
     return self._to_image(y_hat, height, width)
 
@@ -219,7 +240,7 @@ class DCAECodec(tf.Module):
     """(decoder-side y_hat, uint8 image): to compare with the encoder's."""
     height, width, strings = bitstream.unpack(
         data, self.model_name, self.fingerprint,
-        1 + self.config.num_slices, self.max_pixels)
+        self.num_strings, self.max_pixels)
     y_hat = self._decode_latents(strings, height, width)
     return y_hat, self._to_image(y_hat, height, width)
 
