@@ -11,7 +11,8 @@ The codec, as a user runs it (`codec` processes, one per codec source,
 direction and weight storage dtype), from two sources:
   model:  a process that builds the model and runs `DCAECodec.compress`
           (or `decompress` of the bitstream the encode process wrote) and
-          nothing else, as a Python program using the library does;
+          nothing else, as a Python program using the library does, its
+          first call preceded by `DCAECodec.warm_up`;
   export: a process that loads an export of that model
           (`dcae_tf.export.ExportedCodec`, what the `dcae-tf` command line
           and bin/evaluate.py load) and compresses or decompresses, its
@@ -371,6 +372,11 @@ def codec_worker(args):
       arg = f.read()
     fn = decompress
   begin = time.perf_counter()
+  if not args.export:
+    # What an export does by itself on its first call (and a Python program
+    # using the library should do, see the README's Python API).
+    codec.warm_up(["compress" if args.direction == "encode"
+                   else "decompress"])
   out = fn(arg)
   result["first_call_seconds"] = time.perf_counter() - begin
   if args.direction == "encode":

@@ -66,6 +66,24 @@ def test_compress_is_deterministic_across_calls_and_threads(codec):
   assert outputs == [reference] * 6
 
 
+def test_warm_up_traces_only_what_it_is_asked_to():
+  """A decode-only process warms `decompress` up without tracing
+  `compress` (its bitstream is made eagerly); names are checked."""
+  codec = DCAECodec(DCAE("tiny").build_weights(), name="test-tiny")
+  assert codec.warm_up([export.DECOMPRESS]) is codec
+  assert codec.decompress.experimental_get_tracing_count() == 1
+  assert codec.compress.experimental_get_tracing_count() == 0
+  codec.warm_up()
+  assert codec.compress.experimental_get_tracing_count() == 1
+  assert codec.decompress.experimental_get_tracing_count() == 1
+  image = smooth_image(30, 20, seed=9)
+  data, _, recon = codec.compress_with_reconstruction(image)
+  np.testing.assert_array_equal(codec.decompress(data).numpy(),
+                                recon.numpy())
+  with pytest.raises(ValueError, match="cannot warm up"):
+    codec.warm_up(["estimated_bits"])
+
+
 def test_header_is_self_describing(codec):
   data = codec.compress(smooth_image(33, 47)).numpy()
   header = bitstream.read_header(data)
