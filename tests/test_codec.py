@@ -125,8 +125,9 @@ def test_corrupted_payload_is_reported(codec):
 def test_decoder_with_other_scales_is_refused_not_wrong():
   """A decoder whose arithmetic gives other scales (here: slightly changed
   scale-network weights under the same fingerprint, as another CPU or TF
-  build could) decodes other symbols; the stored digest of the coded
-  symbols turns that into a clear error, never a wrong image."""
+  build could) decodes other symbols: the stored digest of the coded
+  symbols (or, first, TFC's range decoder's own check) turns that into
+  one clear error, never a wrong image."""
   tf.random.set_seed(1)
   codec = DCAECodec(DCAE("tiny").build_weights(), name="test-tiny")
   data = codec.compress(smooth_image(48, 64, seed=2)).numpy()
