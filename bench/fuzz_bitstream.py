@@ -305,8 +305,10 @@ def main(argv=None):
     # since 2026-11-26): payload damage behind a re-sealed checksum must
     # then be refused, or change nothing the range decoder reads.
     from dcae_tf import bitstream, config  # pylint: disable=import-outside-toplevel
-    slices = config.get_config(codec.metadata["preset"]).num_slices
-    if bitstream.read_header(corpus[0])["num_strings"] == slices + 2:
+    from dcae_tf import codec as codec_lib  # pylint: disable=import-outside-toplevel
+    if bitstream.read_header(corpus[0])["num_strings"] == (
+        codec_lib.num_coded_strings(
+            config.get_config(codec.metadata["preset"]))):
       may_differ = ("rewrite_sealed",)
   else:
     entries = container_corpus(tf, rng, args.corpus)

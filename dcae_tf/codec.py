@@ -81,6 +81,12 @@ def z_entropy_model(hyperprior, precision):
       quantization_offset=offset, range_coder_precision=precision)
 
 
+def num_coded_strings(config):
+  """Strings in a `DCAECodec` bitstream: z, the y slices, and the digest of
+  the coded symbols."""
+  return 1 + config.num_slices + 1
+
+
 class DCAECodec(tf.Module):
   """A DCAE model with range coding: uint8 image <-> bitstream."""
 
@@ -102,8 +108,7 @@ class DCAECodec(tf.Module):
     # E.g. how the model was trained; never overrides the identity above.
     for key, value in (extra_metadata or {}).items():
       self.metadata.setdefault(key, value)
-    # z, the y slices, the digest of the coded symbols.
-    self.num_strings = 1 + c.num_slices + 1
+    self.num_strings = num_coded_strings(c)
     self.z_model = z_entropy_model(model.hyperprior, range_coder_precision)
     self.y_model = tfc.LocationScaleIndexedEntropyModel(
         tfc.NoisyNormal, c.scale_levels, entropy.scale_table_fn(c),
@@ -200,21 +205,23 @@ class DCAECodec(tf.Module):
     resident; doing that on the 64x64 `export.warmup_image()` and trimming
     before the first real image lowers the process's peak (paper preset,
     float16 weights, 768x512 encode: 1572 -> 1445 MiB, 2026-11-26).
-    `ExportedCodec` does this by itself. The decompress warm-up decodes a
-    bitstream made eagerly (about 2 s for the paper preset), so a
-    decode-only process does not trace `compress`.
+    `ExportedCodec` does this by itself. The decompress warm-up decodes the
+    compress warm-up's bitstream, or, without one, a bitstream made eagerly
+    (about 2 s for the paper preset), so that a decode-only process does not
+    trace `compress`.
     """
     unknown = sorted(set(names) - set(export.WARMUP_SIGNATURES))
     if unknown:
       raise ValueError(f"cannot warm up {unknown}; choose from "
                        f"{list(export.WARMUP_SIGNATURES)}")
     image = tf.constant(export.warmup_image())
-    if export.COMPRESS in names:
-      self.compress(image)
+    data = self.compress(image) if export.COMPRESS in names else None
     if export.DECOMPRESS in names:
-      strings, _, height, width = self._encode(image)
-      self.decompress(bitstream.pack(strings, height, width, self.model_name,
-                                     self.fingerprint))
+      if data is None:
+        strings, _, height, width = self._encode(image)
+        data = bitstream.pack(strings, height, width, self.model_name,
+                              self.fingerprint)
+      self.decompress(data)
     heap.release_free_memory()
     return self
 
