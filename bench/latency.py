@@ -39,6 +39,10 @@ separately:
 
 Network parts run as `eager` (plain Python calls), `function` (tf.function
 with a static input signature) or `xla` (tf.function(jit_compile=True)).
+In function mode a parts process also times the steps of its direction's
+transform (g_a's or g_s's layers: resampling blocks, Swin stages, the
+latent convs), each as its own tf.function on the previous step's output,
+with its FLOPs: where the transform's distance to the roofline comes from.
 A parts process holds every part's graph and the codec's at once, so its
 peak RSS (reported after the timed section's, whose high-water mark is reset
 through /proc/self/clear_refs after warm-up) is above a codec process's.
@@ -229,6 +233,34 @@ def _parts(model, mode, height, width, training=False):
   return out
 
 
+# The transform whose steps are timed one by one, per direction.
+TRANSFORM = {"encode": "g_a", "decode": "g_s"}
+
+
+def time_transform_steps(transform, x, repeats):
+  """Each step of a `Sequential` transform as its own tf.function.
+
+  Returns a list of {"name", "input_shape", "seconds", "flops"}; a step's
+  input is the previous step's output. FLOPs are counted on the step's
+  training-mode graph (whole-map products, no loops), as for the parts.
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  steps = []
+  for step in transform.steps:
+    spec = tf.TensorSpec(x.shape, x.dtype)
+    run = tf.function(lambda t, step=step: step(t, training=False),
+                      input_signature=[spec])
+    counted = tf.function(lambda t, step=step: step(t, training=True),
+                          input_signature=[spec])
+    run(x)  # tracing and graph optimisation
+    seconds, y = _timed(run, (x,), repeats)
+    steps.append({"name": step.name, "input_shape": x.shape.as_list()[1:],
+                  "seconds": seconds,
+                  "flops": graph_flops(counted.get_concrete_function())})
+    x = y
+  return steps
+
+
 def parts_worker(args):
   """Times the parts of one (mode, direction); prints one JSON line."""
   import numpy as np  # pylint: disable=import-outside-toplevel
@@ -266,9 +298,10 @@ def parts_worker(args):
   y = call("g_a", x)
   z_hat, scales, means = call("hyperprior_enc", y)
   y_hat = call("slices", y, scales, means)
-  inputs = {"g_a": (x,), "hyperprior_enc": (y,), "slices": (y, scales, means),
-            "hyperprior_dec": (z_hat,), "g_s": (y_hat,)}
-  order = [(name, inputs[name]) for name in PARTS[args.direction]]
+  inputs_of = {"g_a": (x,), "hyperprior_enc": (y,),
+               "slices": (y, scales, means), "hyperprior_dec": (z_hat,),
+               "g_s": (y_hat,)}
+  order = [(name, inputs_of[name]) for name in PARTS[args.direction]]
   for name, inputs in order:
     if name not in first_call:
       call(name, *inputs)
@@ -313,6 +346,10 @@ def parts_worker(args):
       result["parts"][name]["flops"] = graph_flops(
           fn.get_concrete_function(*sig))
   result["process_peak_rss_mib"] = peak_rss_mib()
+  if args.mode == "function":
+    name = TRANSFORM[args.direction]
+    result["steps"] = time_transform_steps(
+        getattr(model, name), inputs_of[name][0], args.repeats)
   print(json.dumps(result))
 
 
@@ -477,6 +514,9 @@ def report(results, flops_by_part):
           f"GFLOP/s; peak RSS of this parts process: timed section "
           f"{r['timed_peak_rss_mib']:.0f} MiB (reset: {r['peak_reset']}), "
           f"process {r['process_peak_rss_mib']:.0f} MiB{extra}")
+  for r in results:
+    if "steps" in r:
+      rows += steps_report(r)
   by_key = {(r["mode"], r["direction"]): r for r in results}
   for direction in DIRECTIONS:
     nets = {m: sum(p["seconds"] for n, p in r["parts"].items()
@@ -488,6 +528,36 @@ def report(results, flops_by_part):
     if "xla" in nets and "function" in nets:
       print(f"{direction}: networks tf.function / XLA = "
             f"{nets['function'] / nets['xla']:.2f}x")
+  return rows
+
+
+def steps_report(result):
+  """Prints the transform's steps of one parts result; returns rows.
+
+  "excess" is a step's time beyond the roofline time of its FLOPs: the
+  steps with the largest excess are where the transform loses its time.
+  """
+  roofline = result["roofline_gflops_per_s"]
+  name = TRANSFORM[result["direction"]]
+  total = sum(step["seconds"] for step in result["steps"])
+  print(f"\n{name} step by step ({result['direction']}, each step a "
+        f"tf.function on the previous one's output; {total:.3f} s in all)")
+  print(f"{'step':<14} {'input':<16} {'seconds':>8} {'share':>6} "
+        f"{'GFLOP':>7} {'roofline':>8} {'excess s':>8}")
+  rows = []
+  for step in result["steps"]:
+    gflop = step["flops"] / 1e9
+    ideal = gflop / roofline
+    row = dict(direction=result["direction"], transform=name,
+               step=step["name"], input_shape=step["input_shape"],
+               seconds=step["seconds"], share=step["seconds"] / total,
+               gflop=gflop, roofline_fraction=ideal / step["seconds"],
+               excess_seconds=step["seconds"] - ideal)
+    rows.append(row)
+    shape = "x".join(str(d) for d in step["input_shape"])
+    print(f"{step['name']:<14} {shape:<16} {step['seconds']:8.3f} "
+          f"{row['share']:6.1%} {gflop:7.2f} "
+          f"{row['roofline_fraction']:8.1%} {row['excess_seconds']:8.3f}")
   return rows
 
 

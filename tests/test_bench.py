@@ -8,6 +8,11 @@ import pytest
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench",
                      "latency.py")
+TRANSFORM_STEPS = {
+    "g_a": ["down0", "stage0", "down1", "stage1", "down2", "stage2",
+            "to_latent"],
+    "g_s": ["from_latent", "stage0", "up0", "stage1", "up1", "stage2", "up2"],
+}
 
 
 @pytest.mark.slow
@@ -30,6 +35,15 @@ def test_latency_bench_reports_parts_and_codec_processes(tmp_path):
                for p in networks.values())
     # The codec's time beyond its networks (0 when within timing noise).
     assert m["parts"]["range_coding"]["seconds"] >= 0
+    # The direction's transform step by step: its layers, in order, whose
+    # FLOPs add up to the transform's.
+    transform = {"encode": "g_a", "decode": "g_s"}[m["direction"]]
+    steps = m["steps"]
+    assert [s["name"] for s in steps] == TRANSFORM_STEPS[transform]
+    assert all(s["seconds"] > 0 and s["flops"] > 0 for s in steps)
+    assert sum(s["flops"] for s in steps) == m["parts"][transform]["flops"]
+    assert steps[0]["input_shape"] == (
+        [128, 128, 3] if transform == "g_a" else [8, 8, 40])
   # The decode process decoded the encode process's bitstream (a weights
   # mismatch between the two processes would fail the fingerprint check).
   # In-process codec first, then a loaded export of the same model.
@@ -49,6 +63,14 @@ def test_latency_bench_reports_parts_and_codec_processes(tmp_path):
     assert row["time_target_met"] == (row["roofline_time_ratio"] <= 1.25)
     assert 100 < row["peak_rss_mib"] < 10_000
   assert "codec processes" in proc.stdout
+  assert "g_a step by step" in proc.stdout and "g_s step by step" in proc.stdout
+  steps = [r for r in report["rows"] if "excess_seconds" in r]
+  assert [r["step"] for r in steps] == (TRANSFORM_STEPS["g_a"] +
+                                        TRANSFORM_STEPS["g_s"])
+  for row in steps:
+    # Excess = the step's time beyond the roofline time of its FLOPs.
+    assert row["excess_seconds"] == pytest.approx(
+        row["seconds"] * (1 - row["roofline_fraction"]))
   assert "the export's bitstream equals the in-process codec's: True" in (
       proc.stdout)
 
