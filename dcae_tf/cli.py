@@ -269,19 +269,16 @@ def _remote_codec(flags, model=None):
 # --- compress / decompress ---------------------------------------------------
 
 def _codec_call(fn, *args):
-  """Runs a codec call, turning TF errors into one-line ValueErrors."""
+  """Runs a codec call, turning TF errors into one-line ValueErrors.
+
+  (A --server codec's failed RPC is already one: `ServingError` is a
+  ValueError.)
+  """
   tf = _import_tf()
   try:
     return fn(*args)
   except tf.errors.OpError as e:
     raise ValueError(bitstream.error_message(e)) from None
-  except Exception as e:  # pylint: disable=broad-except
-    # A failed RPC of a --server codec (dcae_tf.serving.client.ServingError)
-    # is a one-line failure of this file like a local codec error.
-    client = sys.modules.get("dcae_tf.serving.client")
-    if client is not None and isinstance(e, client.ServingError):
-      raise ValueError(str(e)) from None
-    raise
 
 
 def _read_image(path, flags):

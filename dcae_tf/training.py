@@ -500,9 +500,16 @@ class Trainer:
                                else None)
     metrics, val_metrics = {}, {}
     window, window_images, window_start = {}, 0, time.perf_counter()
+    # images_per_second leaves out this run's first step, which traces and
+    # optimises the step's graph (seconds to minutes): throughput only.
+    timed_images, first_step = 0, True
     while step < cfg.steps:
       out = train_step(self.train_iterator)
       step += 1
+      if first_step:
+        first_step, window_start = False, time.perf_counter()
+      else:
+        timed_images += cfg.batch_size
       metrics = {k: float(v) for k, v in out.items()}
       if not math.isfinite(metrics["loss"]):
         raise FloatingPointError(
@@ -517,7 +524,8 @@ class Trainer:
         elapsed = time.perf_counter() - window_start
         steps_in_window = window_images // cfg.batch_size
         means = {k: v / steps_in_window for k, v in window.items()}
-        means["images_per_second"] = window_images / elapsed
+        if timed_images:
+          means["images_per_second"] = timed_images / elapsed
         with train_writer.as_default(step=step):
           for k, v in means.items():
             tf.summary.scalar(k, v)
@@ -526,7 +534,7 @@ class Trainer:
           # The progress bar only redraws on a terminal; a log file gets
           # a line per window instead.
           logging.info("step %d: %s", step, _fmt(means))
-        window, window_images = {}, 0
+        window, window_images, timed_images = {}, 0, 0
         window_start = time.perf_counter()
       if self.val_dataset is not None and (step % cfg.validate_every == 0 or
                                            step == cfg.steps):

@@ -265,11 +265,19 @@ def test_init_from_starts_from_a_converted_checkpoint(tmp_path, images):
     assert json.load(f)["init_from"] == source
   # A resumed run without the flag still says where the weights came from.
   training.train(training.TrainConfig(**_config(
-      tmp_path / "run", train_glob, steps=2, learning_rate=1e-12,
-      checkpoint_every=1000)))
+      tmp_path / "run", train_glob, steps=3, learning_rate=1e-12,
+      checkpoint_every=1000, log_every=1)))
   with open(tmp_path / "run" / "model.json") as f:
     meta = json.load(f)
-  assert meta["step"] == 2 and meta["init_from"] == source
+  assert meta["step"] == 3 and meta["init_from"] == source
+  # Throughput leaves out each run's first step (it traces the step): the
+  # first run (step 1) and the resumed run's first (step 2) log none.
+  throughput_steps = [
+      event.step
+      for event_file in tf.io.gfile.glob(str(tmp_path / "run" / "train" / "*"))
+      for event in tf.compat.v1.train.summary_iterator(event_file)
+      for value in event.summary.value if value.tag == "images_per_second"]
+  assert throughput_steps == [3]
   # Weights of another preset are refused before any training.
   other = str(tmp_path / "other")
   ckpt_lib.write_meta(other, dict(ckpt_lib.read_meta(source), preset="small"))

@@ -27,8 +27,13 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
 SIGNATURE_DEF_FIELD = "signature_def"
 
 
-class ServingError(Exception):
-  """A failed RPC: `.code` is the grpc.StatusCode, `.details` its message."""
+class ServingError(ValueError):
+  """A failed RPC: `.code` is the grpc.StatusCode, `.details` its message.
+
+  A ValueError, as the local codecs' errors are (`ExportedCodec` raises
+  ValueError for a refused bitstream): code written against "a codec"
+  handles a server's refusal or absence like a local codec's failure.
+  """
 
   def __init__(self, code, details, target):
     self.code = code
