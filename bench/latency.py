@@ -42,7 +42,9 @@ with a static input signature) or `xla` (tf.function(jit_compile=True)).
 In function mode a parts process also times the steps of its direction's
 transform (g_a's or g_s's layers: resampling blocks, Swin stages, the
 latent convs), each as its own tf.function on the previous step's output,
-with its FLOPs: where the transform's distance to the roofline comes from.
+with its FLOPs, and the two halves (attention, conv GLU) of each Swin
+stage's first block: where the transform's distance to the roofline comes
+from.
 A parts process holds every part's graph and the codec's at once, so its
 peak RSS (reported after the timed section's, whose high-water mark is reset
 through /proc/self/clear_refs after warm-up) is above a codec process's.
@@ -237,26 +239,53 @@ def _parts(model, mode, height, width, training=False):
 TRANSFORM = {"encode": "g_a", "decode": "g_s"}
 
 
+def _time_and_count(fn, x, repeats):
+  """(best seconds, output, FLOPs) of fn(x, training) as a tf.function.
+
+  Timed at inference (training=False); FLOPs counted on the training-mode
+  graph (whole-map products, no loops), as for the parts.
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  spec = tf.TensorSpec(x.shape, x.dtype)
+  run = tf.function(lambda t: fn(t, False), input_signature=[spec])
+  counted = tf.function(lambda t: fn(t, True), input_signature=[spec])
+  run(x)  # tracing and graph optimisation
+  seconds, y = _timed(run, (x,), repeats)
+  return seconds, y, graph_flops(counted.get_concrete_function())
+
+
+def _block_parts(block):
+  """The two halves of a Swin block: its attention (with its layer norm)
+  and its convolutional GLU (with its own, folded into fc1)."""
+  return {
+      "attention": lambda t, training: block.msa(
+          block.ln1(t), training=training),
+      "conv_glu": lambda t, training: block.mlp(
+          t, norm=block.ln2, training=training),
+  }
+
+
 def time_transform_steps(transform, x, repeats):
   """Each step of a `Sequential` transform as its own tf.function.
 
   Returns a list of {"name", "input_shape", "seconds", "flops"}; a step's
-  input is the previous step's output. FLOPs are counted on the step's
-  training-mode graph (whole-map products, no loops), as for the parts.
+  input is the previous step's output. A Swin stage's entry also has
+  "blocks": its depth and the attention and conv GLU halves of its first
+  block, timed and counted alone on the stage's input (the stage's other
+  blocks have the same shapes).
   """
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   steps = []
   for step in transform.steps:
-    spec = tf.TensorSpec(x.shape, x.dtype)
-    run = tf.function(lambda t, step=step: step(t, training=False),
-                      input_signature=[spec])
-    counted = tf.function(lambda t, step=step: step(t, training=True),
-                          input_signature=[spec])
-    run(x)  # tracing and graph optimisation
-    seconds, y = _timed(run, (x,), repeats)
-    steps.append({"name": step.name, "input_shape": x.shape.as_list()[1:],
-                  "seconds": seconds,
-                  "flops": graph_flops(counted.get_concrete_function())})
+    seconds, y, flops = _time_and_count(
+        lambda t, training, step=step: step(t, training=training), x, repeats)
+    entry = {"name": step.name, "input_shape": x.shape.as_list()[1:],
+             "seconds": seconds, "flops": flops}
+    if getattr(step, "blocks", None):
+      entry["blocks"] = {"depth": len(step.blocks)}
+      for half, fn in _block_parts(step.blocks[0]).items():
+        half_seconds, _, half_flops = _time_and_count(fn, x, repeats)
+        entry["blocks"][half] = {"seconds": half_seconds, "flops": half_flops}
+    steps.append(entry)
     x = y
   return steps
 
@@ -558,6 +587,20 @@ def steps_report(result):
     print(f"{step['name']:<14} {shape:<16} {step['seconds']:8.3f} "
           f"{row['share']:6.1%} {gflop:7.2f} "
           f"{row['roofline_fraction']:8.1%} {row['excess_seconds']:8.3f}")
+    blocks = step.get("blocks", {})
+    for half in ("attention", "conv_glu"):
+      if half in blocks:
+        part = blocks[half]
+        half_gflop = part["flops"] / 1e9
+        half_ideal = half_gflop / roofline
+        print(f"  {half:<12} {'one block of ' + str(blocks['depth']):<16} "
+              f"{part['seconds']:8.3f} {'':>6} {half_gflop:7.2f} "
+              f"{half_ideal / part['seconds']:8.1%} "
+              f"{part['seconds'] - half_ideal:8.3f}")
+        row.setdefault("blocks", {})[half] = dict(
+            seconds=part["seconds"], gflop=half_gflop,
+            roofline_fraction=half_ideal / part["seconds"],
+            excess_seconds=part["seconds"] - half_ideal)
   return rows
 
 

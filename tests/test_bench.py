@@ -44,6 +44,18 @@ def test_latency_bench_reports_parts_and_codec_processes(tmp_path):
     assert sum(s["flops"] for s in steps) == m["parts"][transform]["flops"]
     assert steps[0]["input_shape"] == (
         [128, 128, 3] if transform == "g_a" else [8, 8, 40])
+    # Each Swin stage's block halves, timed and counted alone: its blocks'
+    # halves are most of the stage's FLOPs (the rest: residual scales and
+    # the stage's 3x3 conv).
+    stages = [s for s in steps if s["name"].startswith("stage")]
+    depths = [s["blocks"]["depth"] for s in stages]
+    assert depths == ([1, 2, 2] if transform == "g_a" else [2, 2, 1])
+    assert all("blocks" not in s for s in steps if s not in stages)
+    for stage in stages:
+      halves = [stage["blocks"][h] for h in ("attention", "conv_glu")]
+      assert all(h["seconds"] > 0 and h["flops"] > 0 for h in halves)
+      block_flops = stage["blocks"]["depth"] * sum(h["flops"] for h in halves)
+      assert 0.5 * stage["flops"] < block_flops < stage["flops"]
   # The decode process decoded the encode process's bitstream (a weights
   # mismatch between the two processes would fail the fingerprint check).
   # In-process codec first, then a loaded export of the same model.
