@@ -560,6 +560,15 @@ def report(results, flops_by_part):
   return rows
 
 
+def _against_roofline(seconds, flops, roofline):
+  """A timing's GFLOP, fraction of the roofline and excess seconds (its
+  time beyond the roofline time of its FLOPs)."""
+  gflop = flops / 1e9
+  ideal = gflop / roofline
+  return dict(seconds=seconds, gflop=gflop, roofline_fraction=ideal / seconds,
+              excess_seconds=seconds - ideal)
+
+
 def steps_report(result):
   """Prints the transform's steps of one parts result; returns rows.
 
@@ -575,32 +584,25 @@ def steps_report(result):
         f"{'GFLOP':>7} {'roofline':>8} {'excess s':>8}")
   rows = []
   for step in result["steps"]:
-    gflop = step["flops"] / 1e9
-    ideal = gflop / roofline
     row = dict(direction=result["direction"], transform=name,
                step=step["name"], input_shape=step["input_shape"],
-               seconds=step["seconds"], share=step["seconds"] / total,
-               gflop=gflop, roofline_fraction=ideal / step["seconds"],
-               excess_seconds=step["seconds"] - ideal)
+               share=step["seconds"] / total,
+               **_against_roofline(step["seconds"], step["flops"], roofline))
     rows.append(row)
     shape = "x".join(str(d) for d in step["input_shape"])
-    print(f"{step['name']:<14} {shape:<16} {step['seconds']:8.3f} "
-          f"{row['share']:6.1%} {gflop:7.2f} "
+    print(f"{step['name']:<14} {shape:<16} {row['seconds']:8.3f} "
+          f"{row['share']:6.1%} {row['gflop']:7.2f} "
           f"{row['roofline_fraction']:8.1%} {row['excess_seconds']:8.3f}")
     blocks = step.get("blocks", {})
     for half in ("attention", "conv_glu"):
       if half in blocks:
-        part = blocks[half]
-        half_gflop = part["flops"] / 1e9
-        half_ideal = half_gflop / roofline
+        part = _against_roofline(blocks[half]["seconds"],
+                                 blocks[half]["flops"], roofline)
+        row.setdefault("blocks", {})[half] = part
         print(f"  {half:<12} {'one block of ' + str(blocks['depth']):<16} "
-              f"{part['seconds']:8.3f} {'':>6} {half_gflop:7.2f} "
-              f"{half_ideal / part['seconds']:8.1%} "
-              f"{part['seconds'] - half_ideal:8.3f}")
-        row.setdefault("blocks", {})[half] = dict(
-            seconds=part["seconds"], gflop=half_gflop,
-            roofline_fraction=half_ideal / part["seconds"],
-            excess_seconds=part["seconds"] - half_ideal)
+              f"{part['seconds']:8.3f} {'':>6} {part['gflop']:7.2f} "
+              f"{part['roofline_fraction']:8.1%} "
+              f"{part['excess_seconds']:8.3f}")
   return rows
 
 

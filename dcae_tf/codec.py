@@ -145,7 +145,7 @@ class DCAECodec(tf.Module):
       return tf.identity(image)
 
   def _encode(self, image):
-    """Returns (strings, y_hat, height, width) of a uint8 (H, W, 3) image."""
+    """Returns (bitstream, y_hat, height, width) of a uint8 (H, W, 3) image."""
     image = self._check_image(image)
     shape = tf.shape(image)
     x = tf.cast(image, tf.float32)[None] / PIXEL_MAX
@@ -166,9 +166,15 @@ class DCAECodec(tf.Module):
 
     y_hat = self.model.slices.run(latent_scales, latent_means, quantize)
     strings = [z_string] + y_strings + [bitstream.symbols_digest(symbols)]
-    return strings, y_hat, shape[0], shape[1]
+    data = bitstream.pack(strings, shape[0], shape[1], self.model_name,
+                          self.fingerprint)
+    return data, y_hat, shape[0], shape[1]
 
-  def _decode_latents(self, strings, height, width):
+  def _decode_latents(self, data):
+    """Returns (y_hat, height, width) of a bitstream, after its checks."""
+    height, width, strings = bitstream.unpack(
+        data, self.model_name, self.fingerprint,
+        self.num_strings, self.max_pixels)
     (yh, yw), (zh, zw) = self._latent_shapes(height, width)
     z_hat = self.z_model.decompress(strings[0][None], tf.stack([zh, zw]))
     latent_scales, latent_means = self.model.hyper_synthesis(z_hat)
@@ -189,7 +195,7 @@ class DCAECodec(tf.Module):
         tf.equal(bitstream.symbols_digest(symbols), digest),
         [bitstream.LATENTS_MISMATCH], summarize=1)
     with tf.control_dependencies([check]):
-      return tf.identity(y_hat)
+      return tf.identity(y_hat), height, width
 
   def _to_image(self, y_hat, height, width):
     x_hat = self.model.synthesis(y_hat, height, width)[0]
@@ -218,9 +224,7 @@ class DCAECodec(tf.Module):
     data = self.compress(image) if export.COMPRESS in names else None
     if export.DECOMPRESS in names:
       if data is None:
-        strings, _, height, width = self._encode(image)
-        data = bitstream.pack(strings, height, width, self.model_name,
-                              self.fingerprint)
+        data = self._encode(image)[0]
       self.decompress(data)
     heap.release_free_memory()
     return self
@@ -231,18 +235,13 @@ class DCAECodec(tf.Module):
       tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
   def compress(self, image):
     """uint8 (H, W, 3) -> bitstream (string scalar)."""
-    strings, _, height, width = self._encode(image)
-    return bitstream.pack(strings, height, width, self.model_name,
-                          self.fingerprint)
+    return self._encode(image)[0]
 
   @tf.function(input_signature=[
       tf.TensorSpec([], tf.string, name="bitstream")])
   def decompress(self, data):
     """bitstream (string scalar) -> uint8 (H, W, 3)."""
-    height, width, strings = bitstream.unpack(
-        data, self.model_name, self.fingerprint,
-        self.num_strings, self.max_pixels)
-    y_hat = self._decode_latents(strings, height, width)
+    y_hat, height, width = self._decode_latents(data)
     return self._to_image(y_hat, height, width)
 
   @tf.function(input_signature=[
@@ -252,9 +251,7 @@ class DCAECodec(tf.Module):
 
     What the decoder must reproduce exactly; for tests and evaluation.
     """
-    strings, y_hat, height, width = self._encode(image)
-    data = bitstream.pack(strings, height, width, self.model_name,
-                          self.fingerprint)
+    data, y_hat, height, width = self._encode(image)
     return data, y_hat, self._to_image(y_hat, height, width)
 
   @tf.function(input_signature=[
@@ -274,10 +271,7 @@ class DCAECodec(tf.Module):
       tf.TensorSpec([], tf.string, name="bitstream")])
   def decompress_with_latents(self, data):
     """(decoder-side y_hat, uint8 image): to compare with the encoder's."""
-    height, width, strings = bitstream.unpack(
-        data, self.model_name, self.fingerprint,
-        self.num_strings, self.max_pixels)
-    y_hat = self._decode_latents(strings, height, width)
+    y_hat, height, width = self._decode_latents(data)
     return y_hat, self._to_image(y_hat, height, width)
 
 
