@@ -1,0 +1,177 @@
+"""bin/prepare_training_data.py on synthetic packages (no network, no apt)."""
+import csv
+import hashlib
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+_PATH = os.path.join(os.path.dirname(__file__), "..", "bin",
+                     "prepare_training_data.py")
+_spec = importlib.util.spec_from_file_location("prepare_training_data", _PATH)
+ptd = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ptd)
+
+HEADER = "\t".join(ptd.SOURCE_FIELDS)
+
+
+def _photo(width, height, seed):
+  """A smooth random image: distinct seeds give uncorrelated thumbnails."""
+  rng = np.random.default_rng(seed)
+  small = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+  return Image.fromarray(small).resize((width, height), Image.BICUBIC)
+
+
+def _package(root, package, files, version="1.0-1"):
+  base = os.path.join(root, package)
+  for rel, image in files.items():
+    path = os.path.join(base, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    image.save(path, quality=95) if rel.endswith(".jpg") else image.save(path)
+  with open(os.path.join(base, ".version"), "w") as f:
+    f.write(version + "\n")
+
+
+def _sources(path, rows):
+  with open(path, "w") as f:
+    f.write("# comment\n" + HEADER + "\n")
+    for r in rows:
+      f.write("\t".join(r) + "\n")
+  return ptd.read_sources(path)
+
+
+@pytest.fixture
+def layout(tmp_path):
+  root, heldout = tmp_path / "root", tmp_path / "heldout"
+  heldout.mkdir()
+  _photo(600, 400, 99).save(heldout / "secret.png")
+  _package(str(root), "pkg-a", {
+      "usr/share/bg/Big_Photo.jpg": _photo(3000, 2000, 1),
+      "usr/share/bg/Tall.PNG": _photo(800, 1600, 2),
+      "usr/share/bg/small.jpg": _photo(600, 200, 3),
+      "usr/share/bg/exact.png": _photo(500, 300, 4),
+      # The held-out photo, re-scaled and mirrored: must be refused.
+      "usr/share/bg/leak.jpg": _photo(1200, 800, 99).transpose(
+          Image.FLIP_LEFT_RIGHT),
+  })
+  _package(str(root), "pkg-b", {
+      # The same photo as Big_Photo at another resolution: a duplicate.
+      "img/copy.jpg": _photo(1500, 1000, 1),
+      "w/Dir/contents/2560x1600.jpg": _photo(2560, 1600, 5),
+  }, version="2:3.4-5")
+  sources = _sources(str(tmp_path / "sources.tsv"), [
+      ("pkg-a", "usr/share/bg/Big_Photo.jpg", "", "CC0-1.0", "A", "yes"),
+      ("pkg-a", "usr/share/bg/Tall.PNG", "", "CC-BY-4.0", "B", "yes"),
+      ("pkg-a", "usr/share/bg/small.jpg", "", "CC0-1.0", "C", "yes"),
+      ("pkg-a", "usr/share/bg/exact.png", "", "CC0-1.0", "D", "yes"),
+      ("pkg-a", "usr/share/bg/leak.jpg", "", "CC0-1.0", "E", "yes"),
+      ("pkg-a", "usr/share/bg/gone.jpg", "", "CC0-1.0", "F", "yes"),
+      ("pkg-a", "usr/share/bg/render.png", "", "CC0-1.0", "G", "no"),
+      ("pkg-b", "img/copy.jpg", "", "CC0-1.0", "A", "yes"),
+      ("pkg-b", "w/Dir/contents/2560x1600.jpg", "Dir", "GPL-2.0-or-later",
+       "H", "yes"),
+  ])
+  return sources, str(root), str(tmp_path / "out"), str(heldout)
+
+
+def _run(layout, log):
+  sources, root, out, heldout = layout
+  return ptd.prepare(sources, root, out, heldout, min_images=1,
+                     log=log.append)
+
+
+def test_resize_skip_naming_and_manifest(layout):
+  log = []
+  rows = _run(layout, log)
+  out = layout[2]
+  names = sorted(r["file"] for r in rows)
+  assert names == ["pkg-a__big_photo.png", "pkg-a__exact.png",
+                   "pkg-a__tall.png", "pkg-b__dir.png"]
+  sizes = {n: Image.open(os.path.join(out, n)).size for n in names}
+  assert sizes["pkg-a__big_photo.png"] == (1024, 683)
+  assert sizes["pkg-a__tall.png"] == (512, 1024)
+  assert sizes["pkg-a__exact.png"] == (500, 300)  # never upscaled
+  assert sizes["pkg-b__dir.png"] == (1024, 640)
+  assert Image.open(os.path.join(out, "pkg-a__exact.png")).mode == "RGB"
+  assert not os.path.exists(os.path.join(out, "pkg-a__small.png"))
+  text = "\n".join(log)
+  assert "pkg-a__small.png: skipped, 600x200 is too small" in text
+  assert "pkg-a__leak.png: refused, near-duplicate of held-out secret.png" \
+      in text
+  assert "pkg-a__gone.png: missing in pkg-a 1.0-1" in text
+  assert "pkg-b__copy.png: skipped, near-duplicate of pkg-a__big_photo.png" \
+      in text
+  with open(os.path.join(out, ptd.MANIFEST)) as f:
+    manifest = list(csv.DictReader(f, delimiter="\t"))
+  assert [m["file"] for m in manifest] == [r["file"] for r in rows]
+  for m in manifest:
+    with open(os.path.join(out, m["file"]), "rb") as f:
+      assert m["sha256"] == hashlib.sha256(f.read()).hexdigest()
+  dir_row = [m for m in manifest if m["file"] == "pkg-b__dir.png"][0]
+  assert dir_row["version"] == "2:3.4-5"
+  assert dir_row["license"] == "GPL-2.0-or-later"
+  assert dir_row["original_path"] == "w/Dir/contents/2560x1600.jpg"
+
+
+def test_rerun_is_idempotent_and_repairs(layout):
+  _run(layout, [])
+  out = layout[2]
+  with open(os.path.join(out, ptd.MANIFEST), "rb") as f:
+    first = f.read()
+  log = []
+  _run(layout, log)
+  assert any("pkg-a__big_photo.png: kept" in l for l in log)
+  assert not any(": written" in l for l in log)
+  with open(os.path.join(out, ptd.MANIFEST), "rb") as f:
+    assert f.read() == first
+  # A damaged file is re-derived from its source.
+  with open(os.path.join(out, "pkg-a__tall.png"), "wb") as f:
+    f.write(b"junk")
+  log = []
+  _run(layout, log)
+  assert any("pkg-a__tall.png: written 512x1024" in l for l in log)
+  with open(os.path.join(out, ptd.MANIFEST), "rb") as f:
+    assert f.read() == first
+
+
+def test_too_few_images_is_an_error_and_keeps_the_manifest(layout, tmp_path):
+  sources, root, out, heldout = layout
+  with pytest.raises(ptd.PrepareError, match="only 4 images"):
+    ptd.prepare(sources, root, out, heldout, min_images=5, log=lambda _: None)
+  assert not os.path.exists(os.path.join(out, ptd.MANIFEST))
+  _run(layout, [])
+  with open(os.path.join(out, ptd.MANIFEST), "rb") as f:
+    good = f.read()
+  with pytest.raises(ptd.PrepareError, match="only 0 images"):
+    ptd.prepare(sources, str(tmp_path / "nowhere"), out, heldout,
+                min_images=1, log=lambda _: None)
+  with open(os.path.join(out, ptd.MANIFEST), "rb") as f:
+    assert f.read() == good
+  assert len(os.listdir(out)) == 5  # 4 images and the manifest
+
+
+def test_bad_sources_header_is_one_line_error(tmp_path, capsys):
+  bad = tmp_path / "s.tsv"
+  bad.write_text("package\tpath\n")
+  assert ptd.main(["--sources", str(bad), "--root", str(tmp_path),
+                   "--out", str(tmp_path / "o")]) == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("prepare_training_data.py: error:")
+
+
+def test_target_size_rule():
+  assert ptd.target_size(4000, 1000) == (1024, 256)
+  assert ptd.target_size(4000, 990) is None
+  assert ptd.target_size(300, 256) == (300, 256)
+  assert ptd.target_size(300, 255) is None
+
+
+def test_committed_sources_list_parses():
+  path = os.path.join(os.path.dirname(__file__), "..", "data",
+                      "training_sources.tsv")
+  sources = ptd.read_sources(path)
+  assert len(sources) >= ptd.MIN_IMAGES
+  heldout = ("picosdeeuropa", "picture_0b", "seeding", "wine", "coffee")
+  assert not [s for s in sources if s.name.lower().startswith(heldout)]
