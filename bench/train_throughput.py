@@ -2,16 +2,20 @@
 
   python bench/train_throughput.py [--presets small,paper] [--crop_size 256]
       [--batch_size small=8,paper=2] [--steps 5] [--warmup 2]
-      [--mirrored_devices 2] [--metric mse] [--output results.json]
+      [--precisions float32,mixed_bfloat16] [--mirrored_devices 2]
+      [--metric mse] [--output results.json]
 
-For every preset two configurations run at the same global batch:
+For every preset and precision (`bin/train.py --precision`) two
+configurations run at the same global batch:
 
   default   1 device                what `bin/train.py --strategy default` uses
   mirrored  N logical CPU devices   what `--strategy mirrored` uses on a
                                     machine without GPUs (MirroredStrategy)
 
-and the table shows their images/s, seconds/step and the ratio
-mirrored / 1 device measured in the same run (so machine load affects both).
+and the table shows their images/s, seconds/step and the ratios
+mirrored / 1 device and precision / float32, measured in the same run (so
+machine load affects all of them). Whether bfloat16 pays depends on the
+CPU: the table's header names the CPU's bfloat16 / AVX-512 features.
 
 Why the measurement goes through `dcae_tf.training.Trainer`: a benchmark of
 a re-implemented step would measure something the trainer does not run. Each
@@ -53,6 +57,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KNOWN_PRESETS = ("tiny", "small", "paper")
+# bin/train.py --precision values (dcae_tf.model.PRECISIONS, checked against
+# it by the tests: this script must not import TensorFlow in the parent).
+KNOWN_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+BASELINE_PRECISION = "float32"
+# CPU features that decide what reduced precision costs (/proc/cpuinfo).
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16",
+                "amx_bf16")
 # The official recipe's batch is 8; the paper preset gets a smaller default so
 # that a CPU run finishes in minutes and fits in memory.
 DEFAULT_BATCH_SIZES = {"tiny": 8, "small": 8, "paper": 2}
@@ -84,15 +95,23 @@ TRAINER_METHODS = ("_create_state", "_datasets", "_make_train_step")
 
 # --- arguments ------------------------------------------------------------------
 
-def parse_presets(text):
-  """Comma-separated preset names, checked early (before any subprocess)."""
-  presets = [p.strip() for p in text.split(",") if p.strip()]
-  unknown = sorted(set(presets) - set(KNOWN_PRESETS))
-  if not presets or unknown:
+def _parse_names(text, known, what):
+  """Comma-separated names from `known`, checked before any subprocess."""
+  names = [p.strip() for p in text.split(",") if p.strip()]
+  unknown = sorted(set(names) - set(known))
+  if not names or unknown:
     raise argparse.ArgumentTypeError(
-        f"presets must be a comma-separated subset of {KNOWN_PRESETS}"
+        f"{what} must be a comma-separated subset of {known}"
         f"{'; unknown: ' + ', '.join(unknown) if unknown else ''}")
-  return presets
+  return names
+
+
+def parse_presets(text):
+  return _parse_names(text, KNOWN_PRESETS, "presets")
+
+
+def parse_precisions(text):
+  return _parse_names(text, KNOWN_PRECISIONS, "precisions")
 
 
 def parse_batch_sizes(text):
@@ -142,6 +161,10 @@ def build_parser():
                       default=parse_batch_sizes(None),
                       help="global batch: N for every preset, or "
                       "PRESET=N,... (default: small=8, paper=2)")
+  parser.add_argument("--precisions", type=parse_precisions,
+                      default=[BASELINE_PRECISION],
+                      help="comma-separated training precisions "
+                      f"{KNOWN_PRECISIONS} (default: {BASELINE_PRECISION})")
   parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
                       help="timed steps (default: %(default)s)")
   parser.add_argument("--warmup", type=positive_int, default=DEFAULT_WARMUP,
@@ -217,7 +240,7 @@ def build_train_step(job, workdir):
                                         job["crop_size"]),
       batch_size=job["batch_size"], crop_size=job["crop_size"],
       steps=job["warmup"] + job["steps"], strategy=job["strategy"],
-      seed=SEED, verbose=False)
+      precision=job["precision"], seed=SEED, verbose=False)
   trainer = training.Trainer(cfg)
   trainer._create_state()  # pylint: disable=protected-access
   trainer._datasets(start_step=0)  # pylint: disable=protected-access
@@ -245,7 +268,7 @@ def run_child(job):
   """Measures one configuration; returns a JSON-serialisable dict."""
   configure_logical_cpus(job["devices"])
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  label = f"{job['preset']}/{job['strategy']}x{job['devices']}"
+  label = f"{job['preset']}/{job['precision']}/{job['strategy']}x{job['devices']}"
   begin = time.perf_counter()
   trainer, train_step = build_train_step(job, job["workdir"])
   setup = time.perf_counter() - begin
@@ -277,19 +300,21 @@ def child_main(job_json):
 def plan(args):
   """The (preset, strategy, devices, batch) jobs, validated before running."""
   jobs = []
+  configs = [("default", 1)]
+  if args.mirrored_devices > 1:
+    configs.append(("mirrored", args.mirrored_devices))
   for preset in args.presets:
     batch = args.batch_size[preset]
-    configs = [("default", 1)]
-    if args.mirrored_devices > 1:
-      configs.append(("mirrored", args.mirrored_devices))
-    for strategy, devices in configs:
-      if batch % devices:
-        raise SystemExit(f"error: {preset} batch {batch} is not divisible by "
-                         f"{devices} devices")
-      jobs.append(dict(preset=preset, strategy=strategy, devices=devices,
-                       batch_size=batch, crop_size=args.crop_size,
-                       steps=args.steps, warmup=args.warmup,
-                       metric=args.metric))
+    for precision in args.precisions:
+      for strategy, devices in configs:
+        if batch % devices:
+          raise SystemExit(f"error: {preset} batch {batch} is not divisible "
+                           f"by {devices} devices")
+        jobs.append(dict(preset=preset, precision=precision,
+                         strategy=strategy, devices=devices,
+                         batch_size=batch, crop_size=args.crop_size,
+                         steps=args.steps, warmup=args.warmup,
+                         metric=args.metric))
   return jobs
 
 
@@ -347,37 +372,56 @@ def run_job(job, timeout):
 
 
 def add_ratios(results):
-  """images/s of each configuration / the 1-device run of the same preset."""
-  baseline = {r["preset"]: r.get("images_per_second") for r in results
-              if r["devices"] == 1 and "error" not in r}
-  for r in results:
-    base = baseline.get(r["preset"])
-    if base and "error" not in r:
+  """images/s of each configuration over that of the 1-device run of the
+  same preset and precision, and over that of the float32 run of the same
+  preset and strategy."""
+  ok = [r for r in results if "error" not in r]
+  one_device = {(r["preset"], r["precision"]): r["images_per_second"]
+                for r in ok if r["devices"] == 1}
+  float32 = {(r["preset"], r["strategy"]): r["images_per_second"]
+             for r in ok if r["precision"] == BASELINE_PRECISION}
+  for r in ok:
+    base = one_device.get((r["preset"], r["precision"]))
+    if base:
       r["ratio_vs_1_device"] = r["images_per_second"] / base
+    base = float32.get((r["preset"], r["strategy"]))
+    if base:
+      r["ratio_vs_float32"] = r["images_per_second"] / base
   return results
 
 
 def format_table(results):
   """Markdown table (pasteable into the README)."""
-  header = ("| preset | strategy | devices | global batch | images/s | "
-            "s/step | first step (trace) s | peak RSS MiB | "
-            "images/s vs 1 device |")
+  header = ("| preset | precision | strategy | devices | global batch | "
+            "images/s | s/step | first step (trace) s | peak RSS MiB | "
+            "images/s vs 1 device | images/s vs float32 |")
   lines = [header, "|" + "---|" * header.count(" |")]
   for r in results:
-    cells = [r["preset"], r["strategy"], str(r["devices"]),
+    cells = [r["preset"], r["precision"], r["strategy"], str(r["devices"]),
              str(r["batch_size"])]
     if "error" in r:
-      cells += [f"failed: {r['error']}", "", "", "", ""]
+      cells += [f"failed: {r['error']}", "", "", "", "", ""]
     else:
       rss = r.get("peak_rss_mib")
-      ratio = r.get("ratio_vs_1_device")
+      ratios = [r.get("ratio_vs_1_device"), r.get("ratio_vs_float32")]
       cells += [f"{r['images_per_second']:.3g}",
                 f"{r['seconds_per_step']:.3g}",
                 f"{r['trace_seconds']:.0f}",
-                f"{rss:.0f}" if rss else "?",
-                f"{ratio:.2f}x" if ratio else ""]
+                f"{rss:.0f}" if rss else "?"]
+      cells += [f"{ratio:.2f}x" if ratio else "" for ratio in ratios]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
+
+
+def cpu_features(path="/proc/cpuinfo"):
+  """Which of CPU_FEATURES the CPU has (empty where /proc is absent)."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      flags = next((line.split(":", 1)[1].split() for line in f
+                    if line.startswith("flags")), [])
+  except OSError:
+    return []
+  return [name for name in CPU_FEATURES if name in flags]
 
 
 def machine_info():
@@ -385,8 +429,8 @@ def machine_info():
   load = os.getloadavg() if hasattr(os, "getloadavg") else None
   return dict(date=datetime.datetime.now().isoformat(timespec="seconds"),
               machine=platform.machine(), processor=platform.processor(),
-              cpu_count=os.cpu_count(), load_average=load,
-              python=platform.python_version())
+              cpu_count=os.cpu_count(), cpu_features=cpu_features(),
+              load_average=load, python=platform.python_version())
 
 
 def main(argv=None):
@@ -398,10 +442,12 @@ def main(argv=None):
   info = machine_info()
   log(f"{len(jobs)} configuration(s), crop {args.crop_size}, "
       f"{args.warmup} warm-up + {args.steps} timed steps each; "
-      f"{info['cpu_count']} CPUs, load average {info['load_average']}")
+      f"{info['cpu_count']} CPUs ({', '.join(info['cpu_features'])}), "
+      f"load average {info['load_average']}")
   results = []
   for i, job in enumerate(jobs, 1):
-    log(f"[{i}/{len(jobs)}] {job['preset']} {job['strategy']} on "
+    log(f"[{i}/{len(jobs)}] {job['preset']} {job['precision']} "
+        f"{job['strategy']} on "
         f"{job['devices']} device(s), global batch {job['batch_size']}")
     results.append(run_job(job, args.timeout))
     r = results[-1]
@@ -415,7 +461,8 @@ def main(argv=None):
   if args.output:
     with open(args.output, "w", encoding=RESULT_FILE_ENCODING) as f:
       json.dump(dict(machine=info, args=dict(
-          presets=args.presets, crop_size=args.crop_size,
+          presets=args.presets, precisions=args.precisions,
+          crop_size=args.crop_size,
           steps=args.steps, warmup=args.warmup, metric=args.metric,
           mirrored_devices=args.mirrored_devices), results=results),
                 f, indent=2)

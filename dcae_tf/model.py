@@ -1,4 +1,6 @@
 """The DCAE model: transforms, hyperprior and dictionary entropy model."""
+import contextlib
+
 import tensorflow as tf
 import tensorflow_compression as tfc
 
@@ -6,6 +8,37 @@ from dcae_tf import config as config_lib
 from dcae_tf import entropy
 from dcae_tf import transforms
 from dcae_tf.layers import base
+
+# Keras mixed-precision policies a DCAE's transforms may compute in.
+FLOAT32 = "float32"
+MIXED_BFLOAT16 = "mixed_bfloat16"
+MIXED_FLOAT16 = "mixed_float16"
+PRECISIONS = (FLOAT32, MIXED_BFLOAT16, MIXED_FLOAT16)
+
+
+def check_precision(precision):
+  """Raises a one-line ValueError for a precision that is not a policy."""
+  if precision not in PRECISIONS:
+    raise ValueError(f"precision must be one of {PRECISIONS}, "
+                     f"not {precision!r}")
+
+
+@contextlib.contextmanager
+def policy_scope(precision):
+  """Keras layers constructed inside compute in `precision`.
+
+  A layer takes its dtype policy from the global one when it is constructed,
+  and so do the sub-layers it constructs; setting the global policy only
+  around the construction of some layers gives them, and nothing else,
+  that policy.
+  """
+  check_precision(precision)
+  previous = tf.keras.mixed_precision.global_policy()
+  tf.keras.mixed_precision.set_global_policy(precision)
+  try:
+    yield
+  finally:
+    tf.keras.mixed_precision.set_global_policy(previous)
 
 
 def pad_to_multiple(x, multiple):
@@ -29,18 +62,33 @@ class DCAE(base.TorchNamed, tf.keras.Model):
   Lu et al., "Learned Image Compression with Dictionary-based Entropy
   Model", CVPR 2025. Same computation as the official PyTorch `DCAE`, in NHWC,
   on TFC's distributions; any input size (padded inside, cropped back).
+
+  `precision` is the Keras policy of the four transforms (g_a, g_s, h_a and
+  both h_s branches), which hold nearly all of the computation: mixed
+  policies keep their variables float32 and compute in bfloat16 / float16.
+  Everything that decides the rate stays float32 whatever the policy: the
+  model itself (padding, quantisation, likelihoods, rate terms), the slice
+  entropy model with its dictionary, and the hyperprior; each transform's
+  output is cast to float32 before any of them reads it. The variables are
+  the same under every policy, so a checkpoint trained in one restores
+  under another.
   """
 
-  def __init__(self, config="paper", **kwargs):
+  def __init__(self, config="paper", precision=FLOAT32, **kwargs):
     config = config_lib.get_config(config)
-    super().__init__(name=kwargs.pop("name", f"dcae_{config.name}"), **kwargs)
+    check_precision(precision)
+    super().__init__(name=kwargs.pop("name", f"dcae_{config.name}"),
+                     dtype=FLOAT32, **kwargs)
     self.config = config
-    self.g_a = transforms.analysis_transform(config)
-    self.g_s = transforms.synthesis_transform(config)
-    self.h_a = transforms.hyper_analysis(config)
-    self.h_s_scales = transforms.hyper_synthesis(config, "h_z_s1")
-    self.h_s_means = transforms.hyper_synthesis(config, "h_z_s2")
-    self.slices = entropy.SliceEntropyModel(config, name="slices")
+    self.precision = precision
+    with policy_scope(precision):
+      self.g_a = transforms.analysis_transform(config)
+      self.g_s = transforms.synthesis_transform(config)
+      self.h_a = transforms.hyper_analysis(config)
+      self.h_s_scales = transforms.hyper_synthesis(config, "h_z_s1")
+      self.h_s_means = transforms.hyper_synthesis(config, "h_z_s2")
+    with policy_scope(FLOAT32):
+      self.slices = entropy.SliceEntropyModel(config, name="slices")
     self.hyperprior = entropy.HyperpriorModel(config)
 
   def build_weights(self):
@@ -50,16 +98,17 @@ class DCAE(base.TorchNamed, tf.keras.Model):
     return self
 
   def analysis(self, x):
-    """Pads x (B, H, W, 3) and returns (y, z)."""
-    y = self.g_a(pad_to_multiple(x, self.config.pad_multiple))
-    return y, self.h_a(y)
+    """Pads x (B, H, W, 3) and returns (y, z), float32."""
+    y = _float32(self.g_a(pad_to_multiple(x, self.config.pad_multiple)))
+    return y, _float32(self.h_a(y))
 
   def hyper_synthesis(self, z_hat):
-    return self.h_s_scales(z_hat), self.h_s_means(z_hat)
+    """(latent_scales, latent_means), float32."""
+    return _float32(self.h_s_scales(z_hat)), _float32(self.h_s_means(z_hat))
 
   def synthesis(self, y_hat, height, width):
-    """g_s, cropped back to the image size."""
-    return self.g_s(y_hat)[:, :height, :width, :]
+    """g_s, cropped back to the image size, float32."""
+    return _float32(self.g_s(y_hat))[:, :height, :width, :]
 
   def call(self, x, training=False, deterministic=False,
            return_intermediates=False):
@@ -137,6 +186,11 @@ class DCAE(base.TorchNamed, tf.keras.Model):
       out.extend(base.torch_variables(child, prefix + name + "." if name
                                       else prefix))
     return out
+
+
+def _float32(x):
+  # A no-op (the same tensor) under the float32 policy.
+  return tf.cast(x, tf.float32)
 
 
 def build_model(preset="paper"):

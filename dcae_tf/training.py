@@ -85,6 +85,9 @@ class TrainConfig:
   # `mirrored` on a machine without GPUs).
   logical_cpus: int = 0
   init_from: str = None
+  # Keras policy of the transforms (`model.PRECISIONS`); None: a new run's
+  # float32, a resumed run's own.
+  precision: str = None
   seed: int = 0
   small_images: str = "skip"
   # Straight-through rounding instead of uniform noise in the rate terms
@@ -121,6 +124,8 @@ class TrainConfig:
     if self.metric == "ms-ssim":
       losses_lib.ms_ssim_power_factors(self.crop_size)  # Raises if too small.
     config_lib.get_config(self.preset)  # Raises for an unknown preset.
+    if self.precision is not None:
+      model_lib.check_precision(self.precision)
 
   @property
   def decay_step(self):
@@ -269,6 +274,15 @@ class Trainer:
     meta = _read_meta(self.cfg.model_path)
     # Where a resumed run's weights first came from (its first run's flag).
     self.init_from = (meta or {}).get("init_from") or self.cfg.init_from
+    # A run keeps its precision: float16's loss-scaling optimizer has other
+    # checkpointed state than plain Adam.
+    stored = (meta or {}).get("precision")
+    if stored and self.cfg.precision not in (None, stored):
+      raise ValueError(
+          f"{self.cfg.model_path} was trained with precision {stored!r}; "
+          f"this run asks for {self.cfg.precision!r} (use another "
+          f"model_path, or --init_from to start from its weights)")
+    self.precision = stored or self.cfg.precision or model_lib.FLOAT32
     if meta is None:
       return
     if meta.get("preset") not in (None, self.cfg.preset):
@@ -293,6 +307,7 @@ class Trainer:
             "crop_size": self.cfg.crop_size,
             "batch_size": self.cfg.batch_size,
             "learning_rate": self.cfg.learning_rate,
+            "precision": self.precision,
             "init_from": self.init_from}
 
   # -- setup -----------------------------------------------------------------
@@ -301,8 +316,14 @@ class Trainer:
     # Same initial weights in every worker / run with the same seed.
     tf.keras.utils.set_random_seed(self.cfg.seed)
     with self.strategy.scope():
-      self.model = model_lib.DCAE(self.model_config).build_weights()
+      self.model = model_lib.DCAE(
+          self.model_config, precision=self.precision).build_weights()
       self.optimizer = tf.keras.optimizers.Adam(learning_rate=self.schedule)
+      if self.precision == model_lib.MIXED_FLOAT16:
+        # float16 gradients underflow without it; bfloat16 has float32's
+        # exponent range and needs none.
+        self.optimizer = tf.keras.mixed_precision.LossScaleOptimizer(
+            self.optimizer)
       self.optimizer.build(self.model.trainable_variables)
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     self.checkpoint = tf.train.Checkpoint(
@@ -375,6 +396,8 @@ class Trainer:
     cfg = self.cfg
     global_batch = cfg.batch_size
     variables = self.model.trainable_variables
+    scaled = isinstance(self.optimizer,
+                        tf.keras.mixed_precision.LossScaleOptimizer)
 
     def replica_step(x):
       with tf.GradientTape() as tape:
@@ -383,7 +406,13 @@ class Trainer:
                                           global_batch_size=global_batch)
         if self.model.losses:
           loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+        if scaled:
+          loss = self.optimizer.get_scaled_loss(loss)
       grads = tape.gradient(loss, variables)
+      if scaled:
+        # Non-finite gradients stay non-finite: the optimizer then skips
+        # the step and lowers the scale.
+        grads = self.optimizer.get_unscaled_gradients(grads)
       pairs = [(tf.convert_to_tensor(g), v)
                for g, v in zip(grads, variables) if g is not None]
       grads = [g for g, _ in pairs]
@@ -456,9 +485,10 @@ class Trainer:
     if self.is_chief:
       ckpt_lib.write_meta(cfg.model_path, self.meta(start))
     logging.info(
-        "training %s (lambda %g, %s) on %s: steps %d -> %d, global batch %d "
-        "over %d replica(s), crop %d, lr %g (x%g from step %s), clip %g",
-        cfg.preset, cfg.lmbda, cfg.metric, self.train_source.describe(),
+        "training %s (lambda %g, %s, %s) on %s: steps %d -> %d, global batch "
+        "%d over %d replica(s), crop %d, lr %g (x%g from step %s), clip %g",
+        cfg.preset, cfg.lmbda, cfg.metric, self.precision,
+        self.train_source.describe(),
         start, cfg.steps, cfg.batch_size, self.num_replicas, cfg.crop_size,
         cfg.learning_rate, LR_DECAY_FACTOR, self.schedule.decay_step,
         cfg.clip_norm)
@@ -474,7 +504,9 @@ class Trainer:
       train_writer = val_writer = tf.summary.create_noop_writer()
     progbar = tf.keras.utils.Progbar(
         cfg.steps, stateful_metrics=None,
-        verbose=1 if (cfg.verbose and self.is_chief) else 0)
+        # A log file gets a line per --log_every window instead (below).
+        verbose=1 if (cfg.verbose and self.is_chief and sys.stdout.isatty())
+        else 0)
     if start:
       progbar.update(start)
 
@@ -639,6 +671,12 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_string("init_from", None, "Start from the weights of this model "
                       "directory (e.g. a converted official checkpoint); "
                       "ignored when model_path already has a checkpoint.", **f)
+  flags.DEFINE_enum("precision", None, list(model_lib.PRECISIONS),
+                    "Keras policy of the transforms: float32, or mixed "
+                    "bfloat16 / float16 (float32 variables; the entropy "
+                    "models, likelihoods and rates stay float32; float16 "
+                    "with loss scaling). Default: float32 for a new run, "
+                    "the run's own when resuming.", **f)
   flags.DEFINE_integer("seed", d.seed, "Seed of weights, shuffling, crops.",
                        **f)
   flags.DEFINE_enum("small_images", d.small_images,
@@ -653,7 +691,8 @@ FLAG_NAMES = (
     "model_path", "batch_size", "crop_size", "val_batch_size",
     "max_val_images", "steps", "learning_rate", "lr_decay_step", "clip_norm",
     "checkpoint_every", "keep_checkpoints", "validate_every", "log_every",
-    "strategy", "logical_cpus", "init_from", "seed", "small_images")
+    "strategy", "logical_cpus", "init_from", "precision", "seed",
+    "small_images")
 # TrainConfig fields for tests and library callers only.
 NOT_FLAGS = ("deterministic", "verbose")
 

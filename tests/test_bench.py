@@ -97,3 +97,39 @@ def test_latency_bench_weight_dtypes_are_the_librarys():
   latency = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(latency)
   assert latency.WEIGHT_DTYPES == weights.WEIGHT_DTYPES
+
+
+def _bench_module(name):
+  # pylint: disable=import-outside-toplevel
+  import importlib.util
+  path = os.path.join(os.path.dirname(BENCH), name + ".py")
+  spec = importlib.util.spec_from_file_location(name + "_bench", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_train_throughput_bench_precisions_are_the_librarys():
+  """bench/train_throughput.py names the training precisions without
+  importing TF in its parent; they must stay bin/train.py's."""
+  from dcae_tf import model  # pylint: disable=import-outside-toplevel
+  bench = _bench_module("train_throughput")
+  assert bench.KNOWN_PRECISIONS == model.PRECISIONS
+  assert bench.BASELINE_PRECISION == model.FLOAT32
+
+
+def test_train_throughput_bench_ratios_per_precision():
+  bench = _bench_module("train_throughput")
+  row = lambda precision, strategy, devices, ips: dict(  # noqa: E731
+      preset="small", precision=precision, strategy=strategy,
+      devices=devices, batch_size=8, images_per_second=ips,
+      seconds_per_step=8 / ips, trace_seconds=30., peak_rss_mib=900.)
+  results = bench.add_ratios([
+      row("float32", "default", 1, 10.), row("float32", "mirrored", 2, 8.),
+      row("mixed_bfloat16", "default", 1, 15.),
+      row("mixed_bfloat16", "mirrored", 2, 6.)])
+  assert [r["ratio_vs_float32"] for r in results] == [1., 1., 1.5, 0.75]
+  assert [r["ratio_vs_1_device"] for r in results] == [1., 0.8, 1., 0.4]
+  table = bench.format_table(results)
+  assert "| small | mixed_bfloat16 | mirrored | 2 |" in table
+  assert "1.50x" in table

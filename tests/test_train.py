@@ -182,8 +182,10 @@ def test_validation_loss_falls(tmp_path, images):
 
 
 @pytest.mark.slow
-def test_mirrored_two_devices_match_one_device(tmp_path, images):
-  """Same global batch on 1 and on 2 replicas -> the same update.
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_mirrored_two_devices_match_one_device(tmp_path, images, precision):
+  """Same global batch on 1 and on 2 replicas -> the same update, in
+  float32 and in mixed bfloat16.
 
   Clipping is active (small clip_norm): it would differ if a replica clipped
   its own partial gradient. The Adam moments are compared too: they reveal a
@@ -199,7 +201,7 @@ def test_mirrored_two_devices_match_one_device(tmp_path, images):
   train_glob, _ = images
   lr = 1e-3
   common = dict(steps=1, deterministic=True, clip_norm=0.05,
-                learning_rate=lr, checkpoint_every=1000)
+                learning_rate=lr, checkpoint_every=1000, precision=precision)
   procs, logs, dumps = [], [], []
   for name, cpus, strategy in (("one", 0, "default"),
                                ("two", 2, "mirrored")):
@@ -287,6 +289,61 @@ def test_init_from_starts_from_a_converted_checkpoint(tmp_path, images):
   with pytest.raises(ValueError, match="is a 'small' model, not 'tiny'"):
     training.train(training.TrainConfig(**_config(
         tmp_path / "run2", train_glob, steps=1, init_from=other)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_run_resumes_in_its_policy(tmp_path, images,
+                                                   precision):
+  """A mixed-precision run computes its transforms in the reduced dtype and
+  everything that decides the rate in float32; a resumed run keeps the
+  policy (and float16's loss scale), another policy is refused, and the
+  weights load as an ordinary float32 model for export."""
+  train_glob, _ = images
+  model_path = tmp_path / "run"
+  args = _config(model_path, train_glob, steps=2, checkpoint_every=1000)
+  result = training.train(training.TrainConfig(**args, precision=precision))
+  compute = "bfloat16" if precision == "mixed_bfloat16" else "float16"
+  model = result.model
+  for transform in (model.g_a, model.g_s, model.h_a, model.h_s_scales,
+                    model.h_s_means):
+    assert transform.compute_dtype == compute
+  assert model.compute_dtype == model.slices.compute_dtype == "float32"
+  assert all(v.dtype == tf.float32 for v in model.weights)
+  out = model(tf.random.uniform((1, CROP, CROP, 3)), training=True)
+  assert all(v.dtype == tf.float32 for v in out.values())
+  scaled = isinstance(result.optimizer,
+                      tf.keras.mixed_precision.LossScaleOptimizer)
+  assert scaled == (precision == "mixed_float16")
+  with open(model_path / "model.json") as f:
+    assert json.load(f)["precision"] == precision
+  scale = float(result.optimizer.dynamic_scale) if scaled else None
+
+  # Resumed without --precision: the run's own policy and state.
+  resumed = training.train(training.TrainConfig(**dict(args, steps=3)))
+  assert resumed.step == 3
+  assert resumed.model.g_a.compute_dtype == compute
+  if scaled:
+    # Restored, not re-initialised (it only grows after 2000 good steps).
+    assert float(resumed.optimizer.dynamic_scale) == scale
+  with pytest.raises(ValueError, match=f"was trained with precision "
+                     f"'{precision}'; this run asks for 'float32'"):
+    training.train(training.TrainConfig(**dict(args, steps=4),
+                                        precision="float32"))
+  # The checkpoint is an ordinary model directory: an export builds a
+  # float32 model from it, with the trained weights.
+  loaded, meta = ckpt_lib.load_model(str(model_path))
+  assert meta["precision"] == precision
+  assert loaded.g_a.compute_dtype == "float32"
+  for a, b in zip(loaded.trainable_variables,
+                  resumed.model.trainable_variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_unknown_precision_is_a_clear_error(tmp_path):
+  with pytest.raises(ValueError, match="precision must be one of"):
+    training.TrainConfig(model_path=str(tmp_path), lmbda=0.01,
+                         train_glob="x", precision="float64").validate()
 
 
 def _free_ports(n):

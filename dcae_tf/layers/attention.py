@@ -62,8 +62,13 @@ def fold_affine(norm, kernel, bias):
   Called inside a layer's call, they wait for its input like its weight
   reads (`base.TorchNamed`), so no block's folded kernel is made early.
   """
-  return (norm.gamma[:, None] * kernel,
-          bias + tf.linalg.matvec(kernel, norm.beta, transpose_a=True))
+  # Keras keeps a layer norm's gamma and beta float32 under mixed
+  # precision; fc1's weights read in its compute dtype.
+  kernel = tf.convert_to_tensor(kernel)
+  gamma = tf.cast(norm.gamma, kernel.dtype)
+  beta = tf.cast(norm.beta, kernel.dtype)
+  return (gamma[:, None] * kernel,
+          bias + tf.linalg.matvec(kernel, beta, transpose_a=True))
 
 
 def linear(x, kernel, bias):
