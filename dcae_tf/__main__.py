@@ -1,4 +1,4 @@
-"""`python -m dcae_tf`: the `dcae-tf` command line (see dcae_tf/cli.py)."""
+"""`python -m dcae_tf`: the `dcae-tf` command line (see dcae_tf/cli/)."""
 from dcae_tf.cli import run_main
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ import dataclasses
 import math
 
 
+def padded_size(size, multiple):
+  """`size` rounded up to a multiple of `multiple` (ints or int tensors)."""
+  return (size + multiple - 1) // multiple * multiple
+
+
 @dataclasses.dataclass(frozen=True)
 class DCAEConfig:
   """Architecture of one DCAE model. Frozen: a model's identity."""
@@ -95,6 +100,16 @@ class DCAEConfig:
              8 * self.window_size, 32 * self.hyper_window_size,
              self.hyper_stride]
     return math.lcm(*needs)
+
+  def latent_shapes(self, height, width):
+    """((y height, y width), (z height, z width)) of an image of that size.
+
+    Plain arithmetic: ints, or integer tensors inside a graph.
+    """
+    hp = padded_size(height, self.pad_multiple)
+    wp = padded_size(width, self.pad_multiple)
+    ys, zs = self.latent_stride, self.hyper_stride
+    return (hp // ys, wp // ys), (hp // zs, wp // zs)
 
   def to_dict(self):
     return dataclasses.asdict(self)

@@ -12,7 +12,9 @@ import re
 
 import numpy as np
 
+from dcae_tf.codec import checkpoint as checkpoint_lib
 from dcae_tf.layers import base
+from dcae_tf.model import DCAE
 
 DDP_PREFIX = "module."
 # State-dict entries that are derived buffers, not learned parameters.
@@ -141,9 +143,6 @@ def convert_checkpoint(checkpoint, preset, output, lmbda=None, metric="mse"):
 
   Returns the report of `load_official_weights`.
   """
-  # pylint: disable=import-outside-toplevel
-  from dcae_tf import checkpoint as checkpoint_lib
-  from dcae_tf.model import DCAE
   model = DCAE(preset).build_weights()
   report = load_official_weights(model, checkpoint)
   meta = checkpoint_lib.make_meta(model.config, lmbda=lmbda, metric=metric,

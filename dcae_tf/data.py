@@ -24,7 +24,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+from dcae_tf import io as dio
+
 SMALL_IMAGE_POLICIES = ("skip", "pad")
 DEFAULT_CROP_SIZE = 256
 # The file list is shuffled in full up to this many names, then in windows.
@@ -61,13 +62,13 @@ def list_images(patterns):
   files = set()
   for pattern in patterns:
     if os.path.isdir(pattern):
-      pattern = os.path.join(pattern, "**", "*")
-    for name in glob.glob(pattern, recursive=True):
-      if (name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(name)):
-        files.add(name)
+      files.update(dio.list_files(pattern, recursive=True))
+      continue
+    files.update(name for name in glob.glob(pattern, recursive=True)
+                 if dio.has_extension(name) and os.path.isfile(name))
   if not files:
     raise ValueError(
-        f"no image files ({', '.join(IMAGE_EXTENSIONS)}) match "
+        f"no image files ({', '.join(dio.IMAGE_EXTENSIONS)}) match "
         f"{', '.join(repr(p) for p in patterns)}")
   return sorted(files)
 

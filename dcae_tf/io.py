@@ -1,4 +1,4 @@
-"""Image and file I/O for the command line: read any common photo, write PNG.
+"""Image and file I/O: list image files, read any common photo, write PNG.
 
 The codec works on 8-bit RGB. `read_image` turns whatever Pillow reads from
 the accepted formats into that, warning (`ImageWarning`) whenever it throws
@@ -18,15 +18,16 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dcae_tf.codec.container import DEFAULT_MAX_PIXELS
+
 # Pillow format names accepted, and how messages spell them. MPO is what
 # Pillow calls the multi-picture JPEGs many cameras and phones write.
 SUPPORTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG",
                      "WEBP": "WebP", "BMP": "BMP", "TIFF": "TIFF"}
-# File name extensions of those formats (lowercase), for folder inputs.
+# File name extensions of those formats (lowercase): what a folder of
+# images means, for the command line, evaluation and training data alike.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-# 2**25 pixels (e.g. 8192 x 4096): above every common camera, and already
-# several GB of activations for the paper model.
-DEFAULT_MAX_PIXELS = 2 ** 25
+_HIDDEN_PREFIX = "."
 PNG_COMPRESS_LEVEL = 6
 _FILE_MODE = 0o666
 _UINT8_MAX = 255
@@ -43,6 +44,32 @@ class ImageError(ValueError):
 
 class ImageWarning(UserWarning):
   """Information was lost while reading an image (alpha, precision)."""
+
+
+def has_extension(path, extensions=IMAGE_EXTENSIONS):
+  """Whether a file name ends with one of `extensions` (any case)."""
+  return path.lower().endswith(tuple(extensions))
+
+
+def list_files(folder, extensions=IMAGE_EXTENSIONS, recursive=False):
+  """Sorted paths of the files in `folder` ending with `extensions`.
+
+  Hidden files (and, with `recursive`, hidden folders) are skipped, as a
+  shell glob would.
+
+  Raises:
+    OSError: the folder cannot be listed.
+  """
+  if recursive:
+    paths = []
+    for root, dirs, files in os.walk(folder):
+      dirs[:] = sorted(d for d in dirs if not d.startswith(_HIDDEN_PREFIX))
+      paths.extend(os.path.join(root, f) for f in files)
+  else:
+    paths = [os.path.join(folder, f) for f in os.listdir(folder)]
+  return sorted(p for p in paths
+                if not os.path.basename(p).startswith(_HIDDEN_PREFIX)
+                and has_extension(p, extensions) and os.path.isfile(p))
 
 
 def _supported_names():

@@ -20,6 +20,7 @@ from PIL import Image
 
 from dcae_tf import bitstream
 from dcae_tf import export
+from tests.images import smooth_image
 
 PROG = "dcae-tf"
 MAX_PIXELS = 1 << 22
@@ -112,13 +113,6 @@ def assert_one_line_error(proc, *fragments):
   assert "Traceback" not in proc.stderr + proc.stdout
   for fragment in fragments:
     assert fragment in lines[0], lines[0]
-
-
-def smooth_image(height=40, width=56, seed=0):
-  rng = np.random.default_rng(seed)
-  y, x = np.mgrid[:height, :width]
-  base = np.stack([x * 4, y * 5, (x + y) * 2], -1) % 256
-  return (base + rng.integers(0, 8, base.shape)).astype(np.uint8)
 
 
 def save(path, image, **kwargs):

@@ -10,20 +10,11 @@ from dcae_tf import codec as codec_lib
 from dcae_tf import export
 from dcae_tf.codec import DCAECodec
 from dcae_tf.model import DCAE
+from tests.images import smooth_image
 
 SIZES = [(1, 1), (7, 13), (64, 64), (255, 257), (512, 768), (300, 200)]
 FUZZ_CASES = 200
 FUZZ_CASE_LIMIT_S = 5.0
-
-
-def smooth_image(h, w, seed=0):
-  """A photo-like test image: gradients plus a few shapes plus noise."""
-  rng = np.random.RandomState(seed)
-  yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-  img = np.stack([xx / max(w, 1), yy / max(h, 1),
-                  .5 + .5 * np.sin((xx + yy) / 9.)], -1) * 200
-  img += rng.normal(0, 8, img.shape)
-  return np.clip(img, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

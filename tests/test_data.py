@@ -7,14 +7,7 @@ import pytest
 import tensorflow as tf
 
 from dcae_tf import data
-
-
-def smooth_image(rng, height, width):
-  """Smooth random RGB image: compressible like a photo, learnable quickly."""
-  small = rng.uniform(0, 255, (height // 16 + 2, width // 16 + 2, 3))
-  image = Image.fromarray(small.astype(np.uint8)).resize(
-      (width, height), Image.BICUBIC)
-  return np.asarray(image)
+from tests.images import smooth_image
 
 
 def write_images(root, count=6, size=(144, 160), seed=0, ext="png",
@@ -26,13 +19,14 @@ def write_images(root, count=6, size=(144, 160), seed=0, ext="png",
   paths = []
   for i in range(count):
     path = os.path.join(nested if i % 2 else root, f"img{i}.{ext}")
-    Image.fromarray(smooth_image(rng, *size)).save(path)
+    image = smooth_image(*size, seed=int(rng.integers(1 << 30)))
+    Image.fromarray(image).save(path)
     paths.append(path)
   if corrupt:
     with open(os.path.join(root, "corrupt.png"), "wb") as f:
       f.write(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 10)
   if small:
-    Image.fromarray(smooth_image(rng, 40, 48)).save(
+    Image.fromarray(smooth_image(40, 48, seed=int(rng.integers(1 << 30)))).save(
         os.path.join(root, "a", "small.jpg"))
   return paths
 
@@ -88,7 +82,7 @@ def test_train_pipeline_is_reproducible_from_its_seed(tmp_path):
 
 def test_random_crops_come_from_the_image(tmp_path):
   rng = np.random.default_rng(3)
-  image = smooth_image(rng, 80, 96)
+  image = smooth_image(80, 96, seed=int(rng.integers(1 << 30)))
   Image.fromarray(image).save(tmp_path / "one.png")
   source = data.ImageSource(str(tmp_path / "one.png"))
   ds = data.train_dataset(source, batch_size=1, crop_size=64, seed=0)
@@ -102,7 +96,7 @@ def test_random_crops_come_from_the_image(tmp_path):
 
 def test_small_images_padded_when_asked(tmp_path):
   rng = np.random.default_rng(0)
-  image = smooth_image(rng, 40, 48)
+  image = smooth_image(40, 48, seed=int(rng.integers(1 << 30)))
   Image.fromarray(image).save(tmp_path / "small.png")
   source = data.ImageSource(str(tmp_path / "small.png"))
   decoder = data.ImageDecoder(64, "pad")
@@ -119,7 +113,7 @@ def test_small_images_padded_when_asked(tmp_path):
 
 def test_validation_center_crops_every_format(tmp_path):
   rng = np.random.default_rng(1)
-  image = smooth_image(rng, 70, 90)
+  image = smooth_image(70, 90, seed=int(rng.integers(1 << 30)))
   lossless = ("png", "bmp", "webp", "tiff")
   for ext in lossless + ("jpg",):
     kwargs = {"lossless": True} if ext == "webp" else {}
@@ -149,7 +143,7 @@ def test_validation_max_images(tmp_path):
 
 def test_grayscale_and_rgba_files_become_rgb(tmp_path):
   rng = np.random.default_rng(2)
-  rgb = smooth_image(rng, 64, 64)
+  rgb = smooth_image(64, 64, seed=int(rng.integers(1 << 30)))
   Image.fromarray(rgb[..., 0]).save(tmp_path / "gray.png")
   Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(tmp_path / "rgba.png")
   source = data.ImageSource(str(tmp_path / "*.png"))
@@ -184,7 +178,8 @@ def _make_tfds_dataset(data_dir):
     def _generate_examples(self, count, seed):  # pylint: disable=arguments-differ
       rng = np.random.default_rng(seed)
       for i in range(count):
-        yield i, {"image": smooth_image(rng, 72, 80)}
+        yield i, {"image": smooth_image(
+            72, 80, seed=int(rng.integers(1 << 30)))}
 
   DcaeTinyImages(data_dir=data_dir).download_and_prepare()
   return "dcae_tiny_images"

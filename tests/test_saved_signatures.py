@@ -10,7 +10,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.eager import context
 
-from dcae_tf import saved_signatures
+from dcae_tf.runtime import signatures as saved_signatures
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBPROCESS_TIMEOUT_SECONDS = 300

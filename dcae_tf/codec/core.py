@@ -9,7 +9,7 @@ Encoder and decoder run the same slice loop (`SliceEntropyModel.run`); the
 decoder's quantised latents are the encoder's bit for bit because both sides
 compute every mean and scale from identical inputs with identical graphs.
 The bitstream's last string is a digest of what the encoder coded (z_hat and
-the y symbols, `bitstream.symbols_digest`): a decoder that computes other
+the y symbols, `digest.symbols_digest`): a decoder that computes other
 scales (another runtime whose arithmetic differs enough to move a scale
 index) or reads a payload damaged behind a valid checksum gets other symbols
 back from the range decoder and fails with a clear error before it
@@ -21,20 +21,22 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from dcae_tf import bitstream
 from dcae_tf import entropy
-from dcae_tf import export
-from dcae_tf import heap
-from dcae_tf import weights
+from dcae_tf.codec import checkpoint
+from dcae_tf.codec import container
+from dcae_tf.codec import container_ops
+from dcae_tf.codec import digest
+from dcae_tf.codec import errors
+from dcae_tf.codec import heap
+from dcae_tf.codec import metadata as metadata_lib
+from dcae_tf.codec import warmup
+from dcae_tf.codec import weights
 
-# Default pixel limit for inputs and for sizes claimed by bitstream headers.
-DEFAULT_MAX_PIXELS = 2 ** 26
+DEFAULT_MAX_PIXELS = container.DEFAULT_MAX_PIXELS
 # TFC's maximum; tighter tables make the bitstream closer to the estimate.
 RANGE_CODER_PRECISION = 16
 PIXEL_MAX = 255.
-# Facts of a model directory's model.json that travel into exports.
-TRAINING_METADATA = ("step", "train_data", "crop_size", "batch_size",
-                     "learning_rate", "init_from")
+TRAINING_METADATA = metadata_lib.TRAINING_METADATA
 
 
 # Bumped whenever the code computes a model's outputs from the same weights
@@ -54,7 +56,7 @@ def weights_fingerprint(model):
   for v in model.variables:
     h.update(v.name.encode())
     h.update(np.ascontiguousarray(v.numpy()).tobytes())
-  return h.hexdigest()[:2 * bitstream.FINGERPRINT_SIZE]
+  return h.hexdigest()[:2 * container.FINGERPRINT_SIZE]
 
 
 def z_entropy_model(hyperprior, precision):
@@ -103,7 +105,7 @@ class DCAECodec(tf.Module):
     self.metadata = dict(
         name=self.model_name, fingerprint=self.fingerprint, preset=c.name,
         lmbda=lmbda, metric=metric,
-        format_version=bitstream.FORMAT_VERSION, max_pixels=self.max_pixels,
+        format_version=container.FORMAT_VERSION, max_pixels=self.max_pixels,
         weight_dtype=weights.storage_dtype(model))
     # E.g. how the model was trained; never overrides the identity above.
     for key, value in (extra_metadata or {}).items():
@@ -116,14 +118,6 @@ class DCAECodec(tf.Module):
         range_coder_precision=range_coder_precision)
 
   # -- shared pieces -------------------------------------------------------
-
-  def _latent_shapes(self, height, width):
-    """(y, z) spatial sizes of the padded image."""
-    m = self.config.pad_multiple
-    hp = (height + m - 1) // m * m
-    wp = (width + m - 1) // m * m
-    ys, zs = self.config.latent_stride, self.config.hyper_stride
-    return (hp // ys, wp // ys), (hp // zs, wp // zs)
 
   def _check_image(self, image):
     """`image`, usable only after its size has been checked.
@@ -165,20 +159,20 @@ class DCAECodec(tf.Module):
       return symbols[-1] + mu
 
     y_hat = self.model.slices.run(latent_scales, latent_means, quantize)
-    strings = [z_string] + y_strings + [bitstream.symbols_digest(symbols)]
-    data = bitstream.pack(strings, shape[0], shape[1], self.model_name,
+    strings = [z_string] + y_strings + [digest.symbols_digest(symbols)]
+    data = container_ops.pack(strings, shape[0], shape[1], self.model_name,
                           self.fingerprint)
     return data, y_hat, shape[0], shape[1]
 
   def _decode_latents(self, data):
     """Returns (y_hat, height, width) of a bitstream, after its checks."""
-    height, width, strings = bitstream.unpack(
+    height, width, strings = container_ops.unpack(
         data, self.model_name, self.fingerprint,
         self.num_strings, self.max_pixels)
-    (yh, yw), (zh, zw) = self._latent_shapes(height, width)
+    _, (zh, zw) = self.config.latent_shapes(height, width)
     z_hat = self.z_model.decompress(strings[0][None], tf.stack([zh, zw]))
     latent_scales, latent_means = self.model.hyper_synthesis(z_hat)
-    y_strings, digest = strings[1:-1], strings[-1]
+    y_strings, stored_digest = strings[1:-1], strings[-1]
     symbols = [tf.bitcast(z_hat, tf.int32)]
 
     def dequantize(i, mu, scale):
@@ -189,11 +183,10 @@ class DCAECodec(tf.Module):
       symbols.append(tf.round(y_q - mu))
       return tf.ensure_shape(y_q, mu.shape)
 
-    del yh, yw  # implied by z_hat's shape through h_s
     y_hat = self.model.slices.run(latent_scales, latent_means, dequantize)
     check = tf.debugging.Assert(
-        tf.equal(bitstream.symbols_digest(symbols), digest),
-        [bitstream.LATENTS_MISMATCH], summarize=1)
+        tf.equal(digest.symbols_digest(symbols), stored_digest),
+        [errors.LATENTS_MISMATCH], summarize=1)
     with tf.control_dependencies([check]):
       return tf.identity(y_hat), height, width
 
@@ -202,13 +195,13 @@ class DCAECodec(tf.Module):
     return tf.saturate_cast(tf.round(tf.clip_by_value(x_hat, 0., 1.) *
                                      PIXEL_MAX), tf.uint8)
 
-  def warm_up(self, names=export.WARMUP_SIGNATURES):
+  def warm_up(self, names=warmup.WARMUP_SIGNATURES):
     """Runs `compress` and/or `decompress` once on a small image, then gives
-    the heap they freed back to the OS (`dcae_tf.heap`). Returns self.
+    the heap they freed back to the OS (`codec.heap`). Returns self.
 
     A function's first call traces it and optimises its graph (Grappler),
     which for the paper preset leaves a few hundred MB of freed C heap
-    resident; doing that on the 64x64 `export.warmup_image()` and trimming
+    resident; doing that on the 64x64 `warmup.warmup_image()` and trimming
     before the first real image lowers the process's peak (paper preset,
     float16 weights, 768x512 encode: 1572 -> 1445 MiB, 2026-11-26).
     `ExportedCodec` does this by itself. The decompress warm-up decodes the
@@ -216,13 +209,13 @@ class DCAECodec(tf.Module):
     (about 2 s for the paper preset), so that a decode-only process does not
     trace `compress`.
     """
-    unknown = sorted(set(names) - set(export.WARMUP_SIGNATURES))
+    unknown = sorted(set(names) - set(warmup.WARMUP_SIGNATURES))
     if unknown:
       raise ValueError(f"cannot warm up {unknown}; choose from "
-                       f"{list(export.WARMUP_SIGNATURES)}")
-    image = tf.constant(export.warmup_image())
-    data = self.compress(image) if export.COMPRESS in names else None
-    if export.DECOMPRESS in names:
+                       f"{list(warmup.WARMUP_SIGNATURES)}")
+    image = tf.constant(warmup.warmup_image())
+    data = self.compress(image) if warmup.COMPRESS in names else None
+    if warmup.DECOMPRESS in names:
       if data is None:
         data = self._encode(image)[0]
       self.decompress(data)
@@ -282,12 +275,11 @@ def codec_from_checkpoint(directory, name=None, max_pixels=DEFAULT_MAX_PIXELS,
 
   λ and metric are taken from the directory's model.json unless given.
   `weight_dtype` "float16" stores the layer weights halved (see
-  `dcae_tf.weights`): half-size exports, same float32 computation. The
+  `codec.weights`): half-size exports, same float32 computation. The
   z quantisation offsets are used as stored: training refreshes them from
   the prior (`HyperpriorModel.refresh_offset`), conversion loads the official
   medians, so the codec quantises exactly as the checkpoint was evaluated.
   """
-  from dcae_tf import checkpoint  # pylint: disable=import-outside-toplevel
   model, meta = checkpoint.load_model(directory)
   model = weights.with_weight_dtype(model, weight_dtype)
   return DCAECodec(

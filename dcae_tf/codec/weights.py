@@ -25,11 +25,8 @@ import tensorflow as tf
 # Keras has no public constructor for the wrapper; keras 2.14 is pinned.
 from keras.src.mixed_precision import autocast_variable
 
+from dcae_tf.codec.metadata import FLOAT16, FLOAT32, WEIGHT_DTYPES
 from dcae_tf.model import DCAE
-
-FLOAT32 = "float32"
-FLOAT16 = "float16"
-WEIGHT_DTYPES = (FLOAT32, FLOAT16)
 
 
 def _half_storage_creator(next_creator, **kwargs):

@@ -8,15 +8,15 @@ range and by `--target_bpp` for the order of models) and `MODEL_CARD.md`
 reproduces it, so nothing in a card is typed by hand.
 """
 import datetime
-import json
 import os
 
-from dcae_tf import codec as codec_lib
-from dcae_tf import weights
+from dcae_tf import zoo
+from dcae_tf.codec import metadata as metadata_lib
+from dcae_tf.evaluation import models as models_lib
 from dcae_tf.evaluation import report
 
-JSON_FILE = "model_card.json"
-MARKDOWN_FILE = "MODEL_CARD.md"
+JSON_FILE = zoo.MODEL_CARD_FILE
+MARKDOWN_FILE = zoo.MODEL_CARD_MARKDOWN_FILE
 
 
 def _model_rows(results, setting):
@@ -43,9 +43,9 @@ def card(results, setting, metadata, command):
       "preset": metadata.get("preset"),
       "lmbda": metadata.get("lmbda"),
       "metric": metadata.get("metric"),
-      # Exports before weight_dtype existed stored float32.
-      "weight_dtype": metadata.get("weight_dtype", weights.FLOAT32),
-      "training": {k: metadata[k] for k in codec_lib.TRAINING_METADATA
+      "weight_dtype": metadata.get("weight_dtype",
+                                   metadata_lib.DEFAULT_WEIGHT_DTYPE),
+      "training": {k: metadata[k] for k in metadata_lib.TRAINING_METADATA
                    if k in metadata},
       "evaluation": {
           "images": results["images"],
@@ -127,21 +127,6 @@ def markdown(c):
   return "\n".join(lines)
 
 
-def _export_metadata(path):
-  """(model base path, metadata.json of its newest complete version)."""
-  from dcae_tf import export  # pylint: disable=import-outside-toplevel
-  if export.is_complete(path):
-    base, version_dir = os.path.dirname(os.path.normpath(path)), path
-  else:
-    versions = export.complete_versions(path)
-    if not versions:
-      raise ValueError(f"{path} holds no complete export version")
-    base, version_dir = path, os.path.join(path, str(versions[-1]))
-  with open(os.path.join(version_dir, export.METADATA_FILENAME),
-            encoding="utf-8") as f:
-    return base, json.load(f)
-
-
 def write_model_cards(results, model_specs, command):
   """Writes model_card.json and MODEL_CARD.md for every evaluated export.
 
@@ -154,25 +139,17 @@ def write_model_cards(results, model_specs, command):
   Returns:
     The paths written.
   """
-  from dcae_tf.evaluation import models as models_lib  # pylint: disable=import-outside-toplevel
   written = []
   for spec in model_specs:
     _, path = models_lib.parse_model_spec(spec)
-    base, metadata = _export_metadata(path)
+    base, metadata = zoo.export_metadata(path)
     c = card(results, path, metadata, command)
-    json_path = os.path.join(base, JSON_FILE)
+    json_path, md_path = zoo.card_paths(base)
     report.write_json(json_path, c)
-    md_path = os.path.join(base, MARKDOWN_FILE)
     with open(md_path, "w", encoding="utf-8") as f:
       f.write(markdown(c))
     written += [json_path, md_path]
   return written
 
 
-def read_card(model_base_path):
-  """The card of an export, or None."""
-  path = os.path.join(model_base_path, JSON_FILE)
-  if not os.path.isfile(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+read_card = zoo.read_card

@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from dcae_tf.evaluation.anchors import ImageCodec
+from dcae_tf.runtime import exported
 
 # Separator of an optional curve label in a model spec: "LABEL=path".
 LABEL_SEPARATOR = "="
@@ -69,12 +70,7 @@ def load_model_codec(spec):
   if not os.path.isdir(path):
     raise ValueError(f"model directory {path!r} does not exist")
   try:
-    from dcae_tf import export  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
-    raise ValueError(f"cannot load models: dcae_tf.export unavailable "
-                     f"({e})") from None
-  try:
-    codec = export.load_exported(path)
+    codec = exported.load_exported(path)
   except Exception as e:  # pylint: disable=broad-except
     # SavedModel loading raises OSError, ValueError or tf.errors.OpError.
     first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""

@@ -4,7 +4,7 @@
     data = client.compress(image)          # uint8 HxWx3 numpy -> bytes
     image = client.decompress(data)        # bytes -> uint8 HxWx3 numpy
 
-`RemoteCodec` puts the same surface as `dcae_tf.export.ExportedCodec`
+`RemoteCodec` puts the same surface as `dcae_tf.runtime.exported.ExportedCodec`
 (`.compress`, `.decompress`, `.metadata`) on a client, so the CLI can use a
 server wherever it would load an export.
 """
@@ -18,12 +18,12 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from dcae_tf import export
-from dcae_tf.serving import tensors
+from dcae_tf.runtime import contract
+from dcae_tf.runtime import tensors
 
 # Compressing a large image with the paper model on a CPU takes a while.
 DEFAULT_TIMEOUT_SECONDS = 120.0
-DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+DEFAULT_MAX_MESSAGE_BYTES = contract.DEFAULT_MAX_MESSAGE_BYTES
 SIGNATURE_DEF_FIELD = "signature_def"
 
 
@@ -109,25 +109,26 @@ class ServingClient:
 
   def compress(self, image):
     """uint8 HxWx3 numpy array -> bitstream bytes."""
-    export.check_image(image)
-    outputs = self.predict(export.COMPRESS,
-                           {export.IMAGE: tensors.image_proto(image)})
-    return _output(outputs, export.BITSTREAM).item()
+    contract.check_image(image)
+    outputs = self.predict(contract.COMPRESS,
+                           {contract.IMAGE: tensors.image_proto(image)})
+    return _output(outputs, contract.BITSTREAM).item()
 
   def decompress(self, bitstream):
     """Bitstream bytes -> uint8 HxWx3 numpy array."""
     if not isinstance(bitstream, (bytes, bytearray)):
       raise ValueError(
           f"bitstream must be bytes, got {type(bitstream).__name__}")
-    outputs = self.predict(export.DECOMPRESS,
-                           {export.BITSTREAM: tensors.string_proto(bitstream)})
+    outputs = self.predict(
+        contract.DECOMPRESS,
+        {contract.BITSTREAM: tensors.string_proto(bitstream)})
     # Copy: an array over the response's bytes would be read-only.
-    return _output(outputs, export.IMAGE).copy()
+    return _output(outputs, contract.IMAGE).copy()
 
   def codec_metadata(self):
     """The export's metadata dict (json of codec.metadata)."""
-    outputs = self.predict(export.METADATA, {})
-    return json.loads(_output(outputs, export.JSON).item())
+    outputs = self.predict(contract.METADATA, {})
+    return json.loads(_output(outputs, contract.JSON).item())
 
   def status(self):
     """[{"version", "state", "error_code", "error_message"}] per version."""

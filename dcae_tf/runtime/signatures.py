@@ -35,7 +35,7 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 from tensorflow.python.eager import context
 from tensorflow.python.saved_model import nested_structure_coder
 
-SAVED_MODEL_FILENAME = "saved_model.pb"
+from dcae_tf.runtime.layout import SAVED_MODEL_FILENAME
 VARIABLES_PREFIX = os.path.join("variables", "variables")
 # Where a TF2 checkpoint keeps its object graph (node ids = the SavedModel's).
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"

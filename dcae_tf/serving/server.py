@@ -5,7 +5,7 @@
 
 It implements the parts of TF Serving that the codec needs -- Predict,
 GetModelMetadata and GetModelStatus -- in Python on top of
-`dcae_tf.export.ExportedCodec`, so the export can be served without building
+`dcae_tf.runtime.exported.ExportedCodec`, so the export can be served without building
 a tensorflow_model_server that links TFC's range-coding ops. The same client
 works against either server.
 
@@ -34,15 +34,16 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from dcae_tf import export
-from dcae_tf.bitstream import error_message
-from dcae_tf.serving import tensors
+from dcae_tf.codec.container import DEFAULT_MAX_PIXELS
+from dcae_tf.codec.errors import error_message
+from dcae_tf.runtime import contract
+from dcae_tf.runtime import layout
+from dcae_tf.runtime import tensors
+from dcae_tf.runtime.exported import ExportedCodec
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8500
-# 4096 x 4096 RGB = 48 MiB of uint8: fits the default message limit.
-DEFAULT_MAX_PIXELS = 4096 * 4096
-DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+DEFAULT_MAX_MESSAGE_BYTES = contract.DEFAULT_MAX_MESSAGE_BYTES
 DEFAULT_POLL_SECONDS = 1.0
 DEFAULT_THREADS = 8
 # How long in-flight requests may finish after SIGTERM.
@@ -73,7 +74,7 @@ def _not_found(message):
 class Servable:
   """One loaded version: what a request is served from, start to end."""
   version: int
-  codec: export.ExportedCodec
+  codec: ExportedCodec
 
   @property
   def signature_defs(self):
@@ -115,21 +116,21 @@ class VersionWatcher:
   def poll(self):
     """Loads and swaps in the newest good version if it is not served yet."""
     current = self.current
-    for version in reversed(export.list_versions(self.model_base_path)):
+    for version in reversed(layout.list_versions(self.model_base_path)):
       if current is not None and version == current.version:
         return False
       version_dir = os.path.join(self.model_base_path, str(version))
       try:
         stamp = os.stat(os.path.join(version_dir,
-                                     export.SAVED_MODEL_FILENAME)).st_mtime_ns
+                                     layout.SAVED_MODEL_FILENAME)).st_mtime_ns
       except OSError:
         self._skip(version, None,
-                   f"no {export.SAVED_MODEL_FILENAME} (incomplete)")
+                   f"no {layout.SAVED_MODEL_FILENAME} (incomplete)")
         continue
       if self._skipped.get(version, ()) == stamp:
         continue
       try:
-        codec = export.ExportedCodec(version_dir)
+        codec = ExportedCodec(version_dir)
         codec.warm_up()  # As TF Serving does with the warm-up file.
       except Exception as e:  # pylint: disable=broad-except
         self._skip(version, stamp, f"failed to load: {e}")
@@ -233,7 +234,7 @@ class CodecService(prediction_service_pb2_grpc.PredictionServiceServicer,
     for name in sorted(expected):
       shape = tensors.check_against_spec(request.inputs[name],
                                          signature_def.inputs[name], name)
-      if name == export.IMAGE:
+      if name == contract.IMAGE:
         pixels = shape[0] * shape[1]
         if pixels > self.max_pixels:
           raise _invalid(f"image {shape[0]}x{shape[1]} ({pixels} pixels) "

@@ -1,0 +1,55 @@
+"""TensorFlow's error texts turned into one-line messages (no TensorFlow).
+
+Graph assertion failures arrive wrapped in "Graph execution error" text,
+C-escaped, with node names; the command line and the model server show
+users the plain message instead. The container's messages avoid quote
+characters for that reason (TensorFlow escapes them inside assertions).
+"""
+import codecs
+import re
+
+# A codec's decoder got other symbols back than its encoder coded (see
+# `symbols_digest`); TFC's range decoder reports some such cases itself, with
+# this text.
+LATENTS_MISMATCH = (
+    "DCAE bitstream decoded to other latents than its encoder coded: this "
+    "decoder computes different scales (another TensorFlow build or CPU "
+    "whose arithmetic differs from the encoder's), or the payload was "
+    "damaged behind a valid checksum")
+_RANGE_DECODER_CHECK = "Sanity check failed"
+
+_ASSERT_RE = re.compile(r"assertion failed: \[(.*?)\]\s*(?:\n|\[\[|$)",
+                        re.DOTALL)
+_NODE_RE = re.compile(r"\{\{[^}]*\}\}\s*")
+
+
+def error_message(error):
+  """The plain one-line message of a (graph or eager) TF error.
+
+  Graph assertion failures read "Graph execution error: ... assertion
+  failed: [text] [[{{node ...}}]]" with the text C-escaped; this returns
+  just the text. TFC's range decoder's "Sanity check failed." becomes
+  `LATENTS_MISMATCH`. Other errors: their first non-empty line without
+  "{{function_node ...}}" prefixes.
+  """
+  text = getattr(error, "message", None) or str(error)
+  if _RANGE_DECODER_CHECK in text:
+    return LATENTS_MISMATCH + " (the range decoder's own check failed)"
+  match = _ASSERT_RE.search(text)
+  if match:
+    escaped = match.group(1).encode("utf-8")
+    try:
+      text = codecs.escape_decode(escaped)[0].decode("utf-8", errors="replace")
+    except ValueError:
+      text = match.group(1)
+    # tf.debugging.assert_* append "[Condition ...] [x = ] [...]" fields.
+    text = text.split("] [")[0]
+    return " ".join(text.split())
+  lines = [_NODE_RE.sub("", line).strip() for line in text.splitlines()]
+  lines = [l for l in lines if l and not l.startswith(
+      ("Graph execution error", "Detected at node", "File ",
+       # A loaded SavedModel's errors put this line before the message.
+       "<stack traces unavailable>"))]
+  text = lines[0] if lines else text.strip()
+  text = re.sub(r"\s*\[Op:[^\]]*\]$", "", text)
+  return text
