@@ -8,7 +8,8 @@
 # Nothing is installed: .deb files are fetched with `apt-get download`
 # through a private apt configuration (its own source list and package
 # lists, in the temporary directory), so the system's apt sources stay as
-# they are; the scikit-image wheel is fetched with `pip download`. Re-running
+# they are; the scikit-image and scikit-learn wheels are fetched with
+# `pip download` and only their image folders are unpacked. Re-running
 # skips images that are already written and correct. Needs root only if
 # apt's partial-download directory demands it (it does not here).
 set -euo pipefail
@@ -19,23 +20,34 @@ PYTHON="${PYTHON:-$ROOT_DIR/.venv/bin/python}"
 [ -x "$PYTHON" ] || PYTHON=python3
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
-# package=version@suite. The version is the one the sources list was checked
-# against; if the suite no longer has it, the suite's current version is used
-# and the preparer reports files that are gone.
+# package=version@suite[/dir]. The version is the one the sources list was
+# checked against; if the suite no longer has it, the suite's current version
+# is used and the preparer reports files that are gone. `dir` (default: the
+# package name) is the directory under the unpacked root and the prefix of
+# the output names; it tells two versions of one package apart.
 PACKAGES=(
   "budgie-backgrounds=4.2-1@sid"
+  "gcompris-qt-data=25.0.12-1@trixie"
   "gnome-backgrounds=3.38.0-1@bullseye"
   "grub2-splashimages=1.1.1@sid"
+  "grub2-splashimages=1.0.2@trixie/grub2-splashimages-1.0"
+  "jigzo-data=0.6.1-7.1@bookworm"
   "lomiri-wallpapers-16.04=20.04.0-2@bookworm"
   "lomiri-wallpapers-20.04=20.04.0-2@bookworm"
   "mate-backgrounds=1.26.0-1@bookworm"
   "palapeli-data=4:22.12.3-1@bookworm"
   "plasma-workspace-wallpapers=4:5.27.5-2@bookworm"
+  "plasma-workspace-wallpapers=4:6.3.4-1@trixie/plasma-workspace-wallpapers-6"
   "scratch=1.4.0.6~dfsg1-6.1@bookworm"
   "tuxpaint-data=1:0.9.28-sdl2-1@bookworm"
   "ukui-wallpapers=20.04.4-1@sid"
 )
-SCIKIT_IMAGE_VERSION=0.22.0
+# distribution==version:folder inside the wheel. The distribution name is
+# also the directory under the unpacked root.
+WHEELS=(
+  "scikit-image==0.22.0:skimage/data/"
+  "scikit-learn==1.9.1:sklearn/datasets/images/"
+)
 
 die() { echo "get_training_data.sh: error: $*" >&2; exit 1; }
 command -v apt-get >/dev/null || die "apt-get not found (Debian/Ubuntu only)"
@@ -63,9 +75,10 @@ apt-get "${APT_OPTS[@]}" -q update >"$WORK/apt-update.log" 2>&1 ||
   { tail -5 "$WORK/apt-update.log" >&2; die "apt-get update failed"; }
 
 for entry in "${PACKAGES[@]}"; do
-  spec="${entry%@*}"; suite="${entry##*@}"
-  pkg="${spec%%=*}"; version="${spec#*=}"
-  echo "== $pkg $version ($suite)"
+  spec="${entry%@*}"; target="${entry##*@}"
+  suite="${target%%/*}"; dir="${target#"$suite"}"; dir="${dir#/}"
+  pkg="${spec%%=*}"; version="${spec#*=}"; dir="${dir:-$pkg}"
+  echo "== $pkg $version ($suite) -> $dir"
   if ! (cd "$WORK/debs" && apt-get "${APT_OPTS[@]}" -q download \
         "$pkg=$version" >"$WORK/dl.log" 2>&1); then
     echo "   $version is gone; using $suite's current version" >&2
@@ -74,25 +87,29 @@ for entry in "${PACKAGES[@]}"; do
       { tail -3 "$WORK/dl.log" >&2; die "cannot download $pkg"; }
   fi
   deb="$(ls "$WORK/debs/${pkg}_"*.deb | head -1)"
-  mkdir -p "$WORK/root/$pkg"
-  dpkg-deb -x "$deb" "$WORK/root/$pkg"
-  dpkg-deb -f "$deb" Version > "$WORK/root/$pkg/.version"
+  mkdir -p "$WORK/root/$dir"
+  dpkg-deb -x "$deb" "$WORK/root/$dir"
+  dpkg-deb -f "$deb" Version > "$WORK/root/$dir/.version"
   rm -f "$deb"
 done
 
-echo "== scikit-image $SCIKIT_IMAGE_VERSION (PyPI wheel)"
-"$PYTHON" -m pip download -q --no-deps -d "$WORK/wheel" \
-  "scikit-image==$SCIKIT_IMAGE_VERSION" ||
-  die "pip download scikit-image failed"
-mkdir -p "$WORK/root/scikit-image"
-"$PYTHON" - "$WORK/wheel" "$WORK/root/scikit-image" <<'EOF'
+for entry in "${WHEELS[@]}"; do
+  req="${entry%%:*}"; folder="${entry#*:}"
+  dist="${req%%==*}"; version="${req#*==}"
+  echo "== $dist $version (PyPI wheel)"
+  rm -rf "$WORK/wheel"
+  "$PYTHON" -m pip download -q --no-deps --only-binary=:all: \
+    -d "$WORK/wheel" "$req" || die "pip download $req failed"
+  mkdir -p "$WORK/root/$dist"
+  "$PYTHON" - "$WORK/wheel" "$WORK/root/$dist" "$folder" <<'EOF'
 import glob, sys, zipfile
-wheel = sorted(glob.glob(sys.argv[1] + "/scikit_image-*.whl"))[0]
+wheel = sorted(glob.glob(sys.argv[1] + "/*.whl"))[0]
 with zipfile.ZipFile(wheel) as z:
   z.extractall(sys.argv[2], [n for n in z.namelist()
-                             if n.startswith("skimage/data/")])
+                             if n.startswith(sys.argv[3])])
 EOF
-echo "$SCIKIT_IMAGE_VERSION" > "$WORK/root/scikit-image/.version"
+  echo "$version" > "$WORK/root/$dist/.version"
+done
 
 echo "== writing images to $OUT_DIR"
 "$PYTHON" "$ROOT_DIR/bin/prepare_training_data.py" \

@@ -10,7 +10,10 @@ version in `<root>/<package>/.version`. `bin/get_training_data.sh` builds it.
 
 Every selected file is decoded to RGB, resized with LANCZOS so that its long
 side is `TARGET_LONG_SIDE` (never upscaled), and written as
-`<package>__<name>.png`. Images whose short side would be below
+`<package>__<name>.png`. A path `<file>::<member>` names a file inside a Qt
+binary resource (`.rcc`, as GCompris ships its data), and a jigzo puzzle
+(`.pzl`) gives the photograph its pieces were cut from. Images whose short
+side would be below
 `MIN_SHORT_SIDE` are skipped, as are near-duplicates of a held-out photograph
 or of an image already written. `MANIFEST.tsv` records each written file with
 its provenance and the sha256 of the PNG. The selection is the committed
@@ -23,17 +26,20 @@ import dataclasses
 import hashlib
 import io
 import os
+import re
+import struct
 import sys
+import zlib
 
 import numpy as np
 from PIL import Image
 
 TARGET_LONG_SIDE = 1024
 MIN_SHORT_SIDE = 256
-# The sources list selects 164 photographs (all the clean-licence photographs
-# found in the registries' packages, see data/README.md); a run that keeps
-# fewer than this means the packages changed too much to train on.
-MIN_IMAGES = 150
+# Issue 18 asks for at least 200 training photographs; the sources list
+# selects more (see data/README.md), so a package that drops a few files
+# still leaves a usable set.
+MIN_IMAGES = 200
 # 16x16 grayscale thumbnails, as data/README.md's train/test check uses.
 THUMB_SIDE = 16
 # Correlation of thumbnails above which two images count as the same photo.
@@ -47,6 +53,23 @@ MANIFEST_FIELDS = ("file", "package", "version", "original_path", "license",
                    "author", "sha256")
 SOURCE_FIELDS = ("package", "path", "name", "license", "author", "photo")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tga", ".jxl")
+# `<container>::<member>`: a file stored inside a Qt resource file.
+MEMBER_SEPARATOR = "::"
+RCC_MAGIC = b"qres"
+# Node flags of the Qt resource format (qresource.cpp).
+RCC_COMPRESSED_ZLIB = 0x1
+RCC_DIRECTORY = 0x2
+RCC_COMPRESSED_ZSTD = 0x4
+# Magic, version and three offsets; a tree node is 14 bytes in version 1,
+# and versions 2 and 3 append an 8-byte timestamp.
+RCC_HEADER_SIZE = 20
+RCC_NODE_SIZE_V1 = 14
+RCC_NODE_SIZE = 22
+PZL_MAGIC = b"PzlF\n"
+# A jigzo puzzle starts with magic, version, title and URL lines.
+PZL_HEADER_LINES = 4
+# The rectangle of the whole picture inside the puzzle's texture atlas.
+PZL_IMAGE_RECT = re.compile(rb"^image (\d+) (\d+) (\d+) (\d+)", re.M)
 
 
 class PrepareError(ValueError):
@@ -71,7 +94,8 @@ def read_sources(path):
   """Returns the rows of the sources TSV whose `photo` column is `yes`.
 
   Lines starting with `#` are comments. An empty `name` means the file's
-  own name without its extension.
+  own name (a resource member's, for `<file>::<member>`) without its
+  extension.
   """
   try:
     with open(path, newline="", encoding="utf-8") as f:
@@ -85,7 +109,8 @@ def read_sources(path):
   for row in reader:
     if row["photo"] != "yes":
       continue
-    name = row["name"] or os.path.splitext(os.path.basename(row["path"]))[0]
+    inner = row["path"].split(MEMBER_SEPARATOR)[-1]
+    name = row["name"] or os.path.splitext(os.path.basename(inner))[0]
     source = Source(row["package"], row["path"], name, row["license"],
                     row["author"])
     if source.out_name in seen:
@@ -105,10 +130,114 @@ def target_size(width, height):
   return size if min(size) >= MIN_SHORT_SIDE else None
 
 
+def rcc_member(data, member):
+  """The bytes of `member` (a path) inside a Qt binary resource file.
+
+  The format (Qt's rcc, versions 1 to 3): a header with the offsets of the
+  node tree, the data blobs and the names; directory nodes list their
+  children, file nodes point at a blob that may be zlib-compressed.
+  Raises KeyError if the member is not there and ValueError if the file is
+  not a resource file or uses zstd, which Python's standard library lacks.
+  """
+  if data[:4] != RCC_MAGIC or len(data) < RCC_HEADER_SIZE:
+    raise ValueError("not a Qt resource file")
+  version, tree, blobs, names = struct.unpack(
+      ">IIII", data[len(RCC_MAGIC):RCC_HEADER_SIZE])
+  node_size = RCC_NODE_SIZE_V1 if version == 1 else RCC_NODE_SIZE
+
+  def name(offset):
+    length, = struct.unpack_from(">H", data, names + offset)
+    start = names + offset + 6  # length and hash precede the UTF-16 text
+    return data[start:start + 2 * length].decode("utf-16-be")
+
+  node = 0
+  parts = [p for p in member.split("/") if p]
+  for part in parts:
+    flags, = struct.unpack_from(">H", data, tree + node * node_size + 4)
+    if not flags & RCC_DIRECTORY:
+      raise KeyError(member)
+    count, first = struct.unpack_from(">II", data, tree + node * node_size + 6)
+    children = {name(struct.unpack_from(">I", data, tree + c * node_size)[0]):
+                c for c in range(first, first + count)}
+    if part not in children:
+      raise KeyError(member)
+    node = children[part]
+  base = tree + node * node_size
+  flags, = struct.unpack_from(">H", data, base + 4)
+  if flags & RCC_DIRECTORY:
+    raise KeyError(member)
+  offset, = struct.unpack_from(">I", data, base + 10)
+  size, = struct.unpack_from(">I", data, blobs + offset)
+  blob = data[blobs + offset + 4:blobs + offset + 4 + size]
+  if flags & RCC_COMPRESSED_ZSTD:
+    raise ValueError(f"{member} is zstd-compressed")
+  if flags & RCC_COMPRESSED_ZLIB:
+    return zlib.decompress(blob[4:])  # after qCompress's length prefix
+  return blob
+
+
+def pzl_image(data):
+  """The photograph of a jigzo puzzle, as a PIL image.
+
+  A `.pzl` file is a few header lines and then entries of a name line, a
+  byte count line and the bytes: the texture map (text), a thumbnail, the
+  pieces' alpha mask and the texture atlas JPEG. The map's `image x y w h`
+  line gives where the whole picture sits in the atlas.
+  """
+  if not data.startswith(PZL_MAGIC):
+    raise ValueError("not a jigzo puzzle")
+  stream = io.BytesIO(data)
+  for _ in range(PZL_HEADER_LINES):
+    stream.readline()
+  entries = {}
+  while stream.tell() < len(data):
+    entry = stream.readline().strip().decode("utf-8", "replace")
+    try:
+      size = int(stream.readline())
+    except ValueError:
+      raise ValueError("damaged jigzo puzzle")
+    entries[entry] = stream.read(size)
+  texture_map = [v for k, v in entries.items() if k.endswith(".map")]
+  atlas = [v for k, v in entries.items()
+           if k.endswith(".jpg") and not k.endswith("-t.jpg")]
+  rect = PZL_IMAGE_RECT.search(texture_map[0]) if texture_map else None
+  if not rect or len(atlas) != 1:
+    raise ValueError("jigzo puzzle without its picture")
+  x, y, w, h = (int(v) for v in rect.groups())
+  return open_bounded(atlas[0]).crop((x, y, x + w, y + h))
+
+
+def open_bounded(data):
+  """Opens encoded image bytes, refusing images over MAX_SOURCE_PIXELS."""
+  image = Image.open(io.BytesIO(data))
+  if image.width * image.height > MAX_SOURCE_PIXELS:
+    raise ValueError(f"{image.width}x{image.height} is over the pixel limit")
+  return image
+
+
+def source_exists(path):
+  """Whether the file (or, for a resource member, its container) exists."""
+  return os.path.exists(path.split(MEMBER_SEPARATOR)[0])
+
+
+def read_source(path):
+  """The bytes of a source file or of a member of a resource file."""
+  container, _, member = path.partition(MEMBER_SEPARATOR)
+  with open(container, "rb") as f:
+    data = f.read()
+  if not member:
+    return data
+  try:
+    return rcc_member(data, member)
+  except (struct.error, zlib.error):
+    raise ValueError(f"damaged Qt resource file {container}")
+
+
 def decode_rgb(path):
   """Decodes any supported image file to an RGB PIL image."""
-  with open(path, "rb") as f:
-    data = f.read()
+  data = read_source(path)
+  if path.lower().endswith(".pzl"):
+    return pzl_image(data).convert("RGB")
   if path.lower().endswith(".jxl"):
     import imagecodecs  # pylint: disable=g-import-not-at-top
     array = imagecodecs.jpegxl_decode(data)
@@ -117,10 +246,7 @@ def decode_rgb(path):
                ).round().astype(np.uint8)
     return Image.fromarray(array[..., :3] if array.ndim == 3 else array
                            ).convert("RGB")
-  image = Image.open(io.BytesIO(data))
-  if image.width * image.height > MAX_SOURCE_PIXELS:
-    raise ValueError(f"{image.width}x{image.height} is over the pixel limit")
-  return image.convert("RGB")
+  return open_bounded(data).convert("RGB")
 
 
 def thumbnail(image):
@@ -234,12 +360,14 @@ def prepare(sources, root, out_dir, heldout_dir=None, min_images=MIN_IMAGES,
       image = Image.open(out_path).convert("RGB")
       status = "kept"
     else:
-      if not os.path.exists(src_path):
+      try:
+        if not source_exists(src_path):
+          raise KeyError(src.path)
+        image = decode_rgb(src_path)
+      except KeyError:
         log(f"{prefix}: missing in {src.package} {version}: {src.path}")
         counts["missing"] += 1
         continue
-      try:
-        image = decode_rgb(src_path)
       except (OSError, ValueError) as e:
         log(f"{prefix}: cannot decode {src.path}: {e}")
         counts["unreadable"] += 1

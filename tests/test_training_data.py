@@ -2,7 +2,10 @@
 import csv
 import hashlib
 import importlib.util
+import io
 import os
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -175,3 +178,154 @@ def test_committed_sources_list_parses():
   assert len(sources) >= ptd.MIN_IMAGES
   heldout = ("picosdeeuropa", "picture_0b", "seeding", "wine", "coffee")
   assert not [s for s in sources if s.name.lower().startswith(heldout)]
+
+
+def _rcc(files, version=2):
+  """A Qt binary resource file holding `files` ({path: (bytes, zlib?)}).
+
+  Written as Qt's rcc lays it out: a breadth-first node tree whose
+  directory nodes list their children contiguously, the names as
+  length-prefixed UTF-16, each blob after its 4-byte size.
+  """
+  tree = {}
+  for path, content in files.items():
+    node = tree
+    *dirs, leaf = path.split("/")
+    for d in dirs:
+      node = node.setdefault(d, {})
+    node[leaf] = content
+  nodes, names, blobs, name_at = [], b"", b"", {}
+
+  def name_offset(name):
+    nonlocal names
+    if name not in name_at:
+      name_at[name] = len(names)
+      text = name.encode("utf-16-be")
+      names += struct.pack(">HI", len(name), 0) + text
+    return name_at[name]
+
+  nodes.append(None)  # the root, filled in below
+  pending = [(0, tree)]
+  while pending:
+    index, children = pending.pop(0)
+    first = len(nodes)
+    items = sorted(children.items())
+    nodes.extend([None] * len(items))
+    for k, (name, child) in enumerate(items):
+      if isinstance(child, dict):
+        pending.append((first + k, child))
+        nodes[first + k] = ["dir", name, len(child), 0]
+      else:
+        data, compress = child
+        blob = (struct.pack(">I", len(data)) + zlib.compress(data)
+                if compress else data)
+        nodes[first + k] = ["file", name, len(blobs), compress]
+        blobs += struct.pack(">I", len(blob)) + blob
+    if index == 0:
+      nodes[0] = ["dir", "", len(items), first]
+    else:
+      nodes[index][3] = first
+  node_size = 14 if version == 1 else 22
+  table = b""
+  for kind, name, a, b in nodes:
+    noff = name_offset(name) if name else 0
+    if kind == "dir":
+      entry = struct.pack(">IHII", noff, ptd.RCC_DIRECTORY, a, b)
+    else:
+      flags = ptd.RCC_COMPRESSED_ZLIB if b else 0
+      entry = struct.pack(">IHHHI", noff, flags, 0, 0, a)
+    table += entry + (b"" if version == 1 else b"\0" * 8)
+  assert len(table) == node_size * len(nodes)
+  header_size = 20
+  tree_at = header_size
+  blobs_at = tree_at + len(table)
+  names_at = blobs_at + len(blobs)
+  return (ptd.RCC_MAGIC + struct.pack(">IIII", version, tree_at, blobs_at,
+                                      names_at) + table + blobs + names)
+
+
+def _png_bytes(image, fmt="PNG"):
+  buffer = io.BytesIO()
+  image.save(buffer, format=fmt)
+  return buffer.getvalue()
+
+
+def _pzl(photo, pad=40):
+  """A jigzo puzzle whose texture atlas holds `photo` at (0, 0)."""
+  w, h = photo.size
+  atlas = Image.new("RGB", (w + pad, h + pad))
+  atlas.paste(photo, (0, 0))
+  texture_map = f"#texture map data\nimage 0 0 {w} {h} 1 1    \n".encode()
+  out = b"PzlF\n0.1\nname\nhttp://example.invalid/\n"
+  for name, data in (("name.map", texture_map),
+                     ("name-t.jpg", _png_bytes(photo.resize((50, 40)), "JPEG")),
+                     ("name.png", _png_bytes(atlas.convert("L"))),
+                     ("name.jpg", _png_bytes(atlas, "JPEG"))):
+    out += f"{name}\n{len(data)}\n".encode() + data
+  return out
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_rcc_members_are_read(version):
+  a, b = b"plain bytes", b"compressed " * 50
+  data = _rcc({"x/activities/erase/resource/a.bin": (a, False),
+               "x/activities/erase/b.bin": (b, True),
+               "x/core/c.bin": (b"c", False)}, version)
+  assert ptd.rcc_member(data, "x/activities/erase/resource/a.bin") == a
+  assert ptd.rcc_member(data, "x/activities/erase/b.bin") == b
+  assert ptd.rcc_member(data, "x/core/c.bin") == b"c"
+  for missing in ("x/core/d.bin", "x/core", "x/core/c.bin/e", "y/a.bin"):
+    with pytest.raises(KeyError):
+      ptd.rcc_member(data, missing)
+  with pytest.raises(ValueError, match="not a Qt resource"):
+    ptd.rcc_member(b"PK\3\4" + data[4:], "x/core/c.bin")
+
+
+def test_resource_members_and_puzzles_are_prepared(tmp_path):
+  root, photo = tmp_path / "root", _photo(700, 500, 7)
+  rcc_dir = root / "pkg-c" / "usr" / "share" / "rcc"
+  rcc_dir.mkdir(parents=True)
+  (rcc_dir / "act.rcc").write_bytes(_rcc({
+      "g/act/resource/cat.webp": (_png_bytes(photo, "WEBP"), False),
+      "g/act/resource/dog.png": (_png_bytes(_photo(600, 400, 8)), True)}))
+  puzzle = root / "pkg-c" / "games" / "p-3x2.pzl"
+  puzzle.parent.mkdir(parents=True)
+  puzzle.write_bytes(_pzl(_photo(482, 642, 9)))
+  (root / "pkg-c" / ".version").write_text("1\n")
+  member = "usr/share/rcc/act.rcc" + ptd.MEMBER_SEPARATOR + "g/act/resource/"
+  sources = _sources(str(tmp_path / "s.tsv"), [
+      ("pkg-c", member + "cat.webp", "act_cat", "CC-BY-SA-4.0", "A", "yes"),
+      ("pkg-c", member + "dog.png", "", "CC0-1.0", "B", "yes"),
+      ("pkg-c", member + "gone.png", "", "CC0-1.0", "C", "yes"),
+      ("pkg-c", "usr/share/rcc/none.rcc::a.png", "", "CC0-1.0", "D", "yes"),
+      ("pkg-c", "games/p-3x2.pzl", "", "GPL-2.0-or-later", "E", "yes"),
+  ])
+  log, out = [], str(tmp_path / "out")
+  rows = ptd.prepare(sources, str(root), out, None, min_images=1,
+                     log=log.append)
+  assert [r["file"] for r in rows] == ["pkg-c__act_cat.png", "pkg-c__dog.png",
+                                       "pkg-c__p-3x2.png"]
+  assert Image.open(os.path.join(out, "pkg-c__dog.png")).size == (600, 400)
+  cat = np.asarray(Image.open(os.path.join(out, "pkg-c__act_cat.png")))
+  assert cat.shape == (500, 700, 3)
+  assert np.abs(cat.astype(int) - np.asarray(photo, int)).max() < 40  # lossy
+  # The puzzle's picture, not its atlas: the atlas's black margin is cut off.
+  assert Image.open(os.path.join(out, "pkg-c__p-3x2.png")).size == (482, 642)
+  text = "\n".join(log)
+  assert "pkg-c__gone.png: missing in pkg-c 1" in text
+  assert "pkg-c__a.png: missing in pkg-c 1" in text
+
+
+def test_damaged_puzzle_is_skipped_not_fatal(tmp_path):
+  root = tmp_path / "root"
+  (root / "pkg-d").mkdir(parents=True)
+  (root / "pkg-d" / "bad.pzl").write_bytes(b"PzlF\n0.1\nx\nu\nx.map\nnot a number\n")
+  (root / "pkg-d" / "ok.png").write_bytes(_png_bytes(_photo(300, 300, 3)))
+  sources = _sources(str(tmp_path / "s.tsv"), [
+      ("pkg-d", "bad.pzl", "", "CC0-1.0", "A", "yes"),
+      ("pkg-d", "ok.png", "", "CC0-1.0", "A", "yes")])
+  log = []
+  rows = ptd.prepare(sources, str(root), str(tmp_path / "out"), None,
+                     min_images=1, log=log.append)
+  assert [r["file"] for r in rows] == ["pkg-d__ok.png"]
+  assert any("pkg-d__bad.png: cannot decode bad.pzl" in l for l in log)
