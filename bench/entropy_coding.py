@@ -1,0 +1,314 @@
+"""Entropy coding alone: `dcae_tf.rans` against TFC's range coder.
+
+For each shipped model and held-out photograph, the latents (z, and each y
+slice with its means and scale indexes) are computed once by the network;
+then both coders code exactly those integers with the same tables. Printed
+per image: TFC's payload bytes (the six strings) and ours (one string),
+their ratio, encode and decode milliseconds of both (warm, best of
+`--repeats`), the lane count, and every decode checked element for element
+against TFC's `decompress`. A `high-rate` case codes each image's latents
+scaled by `HIGH_RATE_SCALE` around their means with the scale indexes moved
+accordingly (a model at several times the rate, same coder inputs for both).
+
+  python bench/entropy_coding.py                # shipped models, data/test
+  python bench/entropy_coding.py --sweep        # lanes / target steps
+  python bench/entropy_coding.py --paper        # + a paper-sized case
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from dcae_tf import codec as codec_lib  # pylint: disable=wrong-import-position
+from dcae_tf import config as config_lib  # pylint: disable=wrong-import-position
+from dcae_tf import entropy  # pylint: disable=wrong-import-position
+from dcae_tf import rans  # pylint: disable=wrong-import-position
+from dcae_tf import weights  # pylint: disable=wrong-import-position
+
+SHIPPED = os.path.join(ROOT, "saved_models")
+HELD_OUT = os.path.join(ROOT, "data", "test", "*.png")
+HIGH_RATE_SCALE = 6.0
+PAPER_CHANNELS = (192, 320)  # z, y of the paper preset
+SWEEP_LANES = (1, 4, 8, 16, 32, 64, 128)
+
+
+def load_codec(model_dir):
+  """A `DCAECodec` holding an export's variables (its latents, its tables)."""
+  version = max(int(v) for v in os.listdir(model_dir) if v.isdigit())
+  with open(os.path.join(model_dir, str(version), "metadata.json")) as f:
+    meta = json.load(f)
+  config = config_lib.get_config(meta["preset"])
+  model = weights.new_model(config, meta.get("weight_dtype", "float32"))
+  codec = codec_lib.DCAECodec(model, name=meta["name"])
+  checkpoint = tf.train.Checkpoint(codec_variables=list(codec.variables))
+  checkpoint.read(os.path.join(model_dir, str(version), "variables",
+                               "variables")).assert_existing_objects_matched()
+  return codec
+
+
+def latents_function(codec):
+  """image -> (z, [y_i], [mu_i], [scale index_i]) as the codec computes them."""
+  c = codec.config
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+  def latents(image):
+    x = tf.cast(image, tf.float32)[None] / codec_lib.PIXEL_MAX
+    y, z = codec.model.analysis(x)
+    z_hat = codec.z_model.quantize(z)
+    scales, means = codec.model.hyper_synthesis(z_hat)
+    y_slices = tf.split(y, c.num_slices, axis=-1)
+    ys, mus, idxs = [], [], []
+
+    def quantize(i, mu, scale):
+      ys.append(y_slices[i])
+      mus.append(mu)
+      idxs.append(entropy.scale_to_index(c, scale))
+      return tf.round(y_slices[i] - mu) + mu
+
+    codec.model.slices.run(scales, means, quantize)
+    return [z], ys, mus, idxs
+
+  return latents
+
+
+class Coders:
+  """Encode / decode functions of both coders for one codec's entropy models.
+
+  All take unknown-size latents (None spatial dims), like the codec's own
+  signatures.
+  """
+
+  def __init__(self, codec, num_slices, lanes=None, z_groups=1):
+    zm, ym = codec.z_model, codec.y_model
+    z_tables, y_tables = rans.batched_tables(zm), rans.indexed_tables(ym)
+    self.z_tables, self.y_tables = z_tables, y_tables
+    zc = int(zm.prior_shape[0])
+    zspec = [tf.TensorSpec([1, None, None, zc], tf.float32)] * z_groups
+    tables = [z_tables] * z_groups + [y_tables] * num_slices
+    yspec = [tf.TensorSpec([1, None, None, None], tf.float32)] * num_slices
+
+    def groups_of(zs, ys, mus, idxs):
+      return [rans.batched_symbols(zm, z) for z in zs] + [
+          rans.indexed_symbols(ym, y, i, mu) for y, mu, i in zip(ys, mus, idxs)]
+
+    @tf.function(input_signature=[zspec, yspec, yspec, yspec])
+    def ours_encode(zs, ys, mus, idxs):
+      return rans.encode(groups_of(zs, ys, mus, idxs), tables, lanes)
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string),
+                                  tf.TensorSpec([4], tf.int32), yspec, yspec])
+    def ours_decode(stream, z_shape, mus, idxs):
+      state = rans.start(stream)
+      z_hat = []
+      for _ in range(z_groups):
+        values, state = rans.decode_group(
+            state, rans.batched_index(zm, z_shape), z_tables)
+        z_hat.append(rans.batched_dequantize(zm, values, z_shape))
+      y_hat = []
+      for mu, idx in zip(mus, idxs):
+        values, state = rans.decode_group(state, rans.indexed_index(ym, idx),
+                                          y_tables)
+        y_hat.append(rans.indexed_dequantize(ym, values, mu))
+      with tf.control_dependencies([rans.finish(state)]):
+        return [tf.identity(z) for z in z_hat], [tf.identity(y) for y in y_hat]
+
+    @tf.function(input_signature=[zspec, yspec, yspec, yspec])
+    def tfc_encode(zs, ys, mus, idxs):
+      return [zm.compress(z)[0] for z in zs] + [
+          ym.compress(y, i, mu)[0] for y, mu, i in zip(ys, mus, idxs)]
+
+    @tf.function(input_signature=[
+        [tf.TensorSpec([], tf.string)] * (z_groups + num_slices),
+        tf.TensorSpec([4], tf.int32), yspec, yspec])
+    def tfc_decode(strings, z_shape, mus, idxs):
+      z_hat = [zm.decompress(s[None], z_shape[1:3])
+               for s in strings[:z_groups]]
+      return z_hat, [ym.decompress(s[None], i, mu)
+                     for s, mu, i in zip(strings[z_groups:], mus, idxs)]
+
+    self.ours_encode, self.ours_decode = ours_encode, ours_decode
+    self.tfc_encode, self.tfc_decode = tfc_encode, tfc_decode
+
+
+def best_ms(fn, repeats):
+  fn()
+  best = math.inf
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - t)
+  return 1000 * best
+
+
+def lane_count(stream):
+  """K, the stream's first bypass field (Elias gamma of K + 1)."""
+  return int(rans.start(tf.constant(stream)).x.shape[0])
+
+
+def high_rate(latents, step, top_index):
+  """Latents of a model at about HIGH_RATE_SCALE times the spread."""
+  zs, ys, mus, idxs = latents
+  shift = round(math.log(HIGH_RATE_SCALE) / step)
+  ys = [mu + (y - mu) * HIGH_RATE_SCALE for y, mu in zip(ys, mus)]
+  idxs = [tf.minimum(i + shift, float(top_index)) for i in idxs]
+  return zs, ys, mus, idxs
+
+
+def run_case(coders, latents, pixels, repeats, check=True):
+  """Codes `latents` with both coders; returns a dict of the figures."""
+  zs, ys, mus, idxs = latents
+  z_shape = tf.shape(zs[0])
+  strings = coders.tfc_encode(zs, ys, mus, idxs)
+  stream = coders.ours_encode(zs, ys, mus, idxs)
+  tfc_bytes = sum(len(s.numpy()) for s in strings)
+  our_bytes = len(stream.numpy())
+  if check:
+    ref_z, ref_y = coders.tfc_decode(strings, z_shape, mus, idxs)
+    got_z, got_y = coders.ours_decode(stream, z_shape, mus, idxs)
+    for a, b in zip(ref_z + ref_y, got_z + got_y):
+      if not np.array_equal(a.numpy(), b.numpy()):
+        raise AssertionError("decoded latents differ from TFC's decompress")
+  return dict(
+      tfc_bytes=tfc_bytes, our_bytes=our_bytes,
+      bpp=8 * our_bytes / pixels, lanes=lane_count(stream.numpy()),
+      tfc_enc=best_ms(lambda: coders.tfc_encode(zs, ys, mus, idxs), repeats),
+      our_enc=best_ms(lambda: coders.ours_encode(zs, ys, mus, idxs), repeats),
+      tfc_dec=best_ms(lambda: coders.tfc_decode(strings, z_shape, mus, idxs),
+                      repeats),
+      our_dec=best_ms(lambda: coders.ours_decode(stream, z_shape, mus, idxs),
+                      repeats))
+
+
+def _row(label, r):
+  return (f"{label:28.28s} {r['tfc_bytes']:7d} {r['our_bytes']:7d} "
+          f"{r['our_bytes'] / r['tfc_bytes']:7.4f} {r['bpp']:6.3f} "
+          f"{r['lanes']:5d} {r['tfc_enc']:7.1f} {r['our_enc']:7.1f} "
+          f"{r['tfc_dec']:7.1f} {r['our_dec']:7.1f}")
+
+
+HEADER = (f"{'case':28s} {'tfc B':>7s} {'ours B':>7s} {'ratio':>7s} "
+          f"{'bpp':>6s} {'lanes':>5s} {'tfc enc':>7s} {'our enc':>7s} "
+          f"{'tfc dec':>7s} {'our dec':>7s}   (ms)")
+TIME_KEYS = ("tfc_enc", "our_enc", "tfc_dec", "our_dec")
+
+
+def _total(label, rows):
+  tot = {k: sum(r[k] for r in rows)
+         for k in ("tfc_bytes", "our_bytes") + TIME_KEYS}
+  tot["bpp"] = float("nan")
+  tot["lanes"] = max(r["lanes"] for r in rows)
+  return _row(label, tot)
+
+
+def codec_ms(codec, image, repeats):
+  """Warm milliseconds of the codec's whole compress and decompress."""
+  image = tf.constant(image)
+  data = codec.compress(image)
+  return (best_ms(lambda: codec.compress(image), repeats),
+          best_ms(lambda: codec.decompress(data), repeats))
+
+
+def paper_latents(latents):
+  """A paper-preset-sized case from the small model's latents: z coded as
+  many times as the paper has z channels (192 / 64), each y slice tiled to
+  the paper's slice width (64), so symbol counts and statistics match."""
+  zs, ys, mus, idxs = latents
+  zc, yc = PAPER_CHANNELS
+  z_groups = zc // int(zs[0].shape[-1])
+  per = yc // len(ys)
+
+  def tile(t):
+    reps = -(-per // int(t.shape[-1]))
+    return tf.concat([t] * reps, axis=-1)[..., :per]
+
+  return (zs * z_groups, [tile(y) for y in ys], [tile(m) for m in mus],
+          [tile(i) for i in idxs])
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--models", nargs="*", default=None)
+  parser.add_argument("--images", default=HELD_OUT)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--sweep", action="store_true",
+                      help="also code with each of SWEEP_LANES lanes")
+  parser.add_argument("--paper", action="store_true",
+                      help="also time a paper-preset-sized case")
+  parser.add_argument("--no_codec_timing", action="store_true",
+                      help="skip timing the codec's whole compress and "
+                      "decompress")
+  args = parser.parse_args(argv)
+  names = args.models or sorted(
+      n for n in os.listdir(SHIPPED) if os.path.isdir(os.path.join(SHIPPED, n)))
+  paths = sorted(glob.glob(args.images))
+  if not paths:
+    sys.exit(f"no images match {args.images}")
+  print(f"TF {tf.__version__}, {os.cpu_count()} CPUs, "
+        f"{time.strftime('%Y-%m-%d')}, load average "
+        f"{os.getloadavg()[0]:.1f}; lanes by rans.choose_lanes "
+        f"(target steps {rans.TARGET_STEPS}, rate share "
+        f"{rans.LANE_RATE_SHARE})")
+  for name in names:
+    codec = load_codec(os.path.join(SHIPPED, name))
+    latents = latents_function(codec)
+    c = codec.config
+    step = (math.log(c.scale_max) - math.log(c.scale_min)) / (
+        c.scale_levels - 1)
+    cases, net = [], []
+    for path in paths:
+      image = np.asarray(Image.open(path).convert("RGB"))
+      cases.append((os.path.basename(path), image.shape[0] * image.shape[1],
+                    latents(tf.constant(image))))
+      if not args.no_codec_timing and len(net) == len(cases) - 1:
+        try:
+          net.append(codec_ms(codec, image, args.repeats))
+        except Exception as e:  # pylint: disable=broad-except
+          print(f"codec timing skipped: {type(e).__name__}: "
+                f"{str(e).strip().splitlines()[-1]}")
+    if len(net) != len(cases):
+      net = []
+    if net:
+      print(f"\n{name}: the codec's whole compress / decompress (TFC coder "
+            "inside), ms: " + ", ".join(
+                f"{n} {e:.0f} / {d:.0f}" for (n, _, _), (e, d) in
+                zip(cases, net)))
+    for lanes in (None,) + (SWEEP_LANES if args.sweep else ()):
+      coders = Coders(codec, c.num_slices, lanes=lanes)
+      print(f"\n{name}, lanes " + ("by policy" if lanes is None
+                                    else str(lanes)))
+      print(HEADER)
+      for label, scale in (("", None), ("high-rate ", HIGH_RATE_SCALE)):
+        rows = []
+        for image_name, pixels, lat in cases:
+          if scale:
+            lat = high_rate(lat, step, c.scale_levels - 1)
+          rows.append(run_case(coders, lat, pixels, args.repeats))
+          print(_row(label + image_name, rows[-1]), flush=True)
+        print(_total(f"{label}total", rows))
+        if net and not scale:
+          enc = sum(e for e, _ in net)
+          dec = sum(d for _, d in net)
+          ours = {k: sum(r[k] for r in rows) for k in TIME_KEYS}
+          print(f"  coding / codec time: ours encode {ours['our_enc'] / enc:.1%}"
+                f" decode {ours['our_dec'] / dec:.1%}; TFC encode "
+                f"{ours['tfc_enc'] / enc:.1%} decode {ours['tfc_dec'] / dec:.1%}")
+      if args.paper:
+        big = max(cases, key=lambda case: case[1])
+        lat = paper_latents(big[2])
+        paper = Coders(codec, c.num_slices, lanes=lanes, z_groups=len(lat[0]))
+        print(_row(f"paper-sized {big[0]}",
+                   run_case(paper, lat, big[1], args.repeats)))
+
+
+if __name__ == "__main__":
+  main()
