@@ -64,7 +64,8 @@ def _slice_network(config, out_channels, name):
   ], name=name)
 
 
-class SliceEntropyModel(base.TorchNamed, tf.keras.layers.Layer):
+class SliceEntropyModel(base.ReadsWeightsAfterInputs, base.TorchNamed,
+                        tf.keras.layers.Layer):
   """Channel-conditional slices with dictionary cross-attention and LRP.
 
   Slice i's context is [latent_scales, latent_means, y_hat_0 .. y_hat_{i-1}]

@@ -26,18 +26,38 @@ MAX_VAL = 1.0
 _MIN_MSE = 1e-10
 
 
-def ms_ssim_scales(size, filter_size=MS_SSIM_FILTER_SIZE):
-  """How many MS-SSIM scales an image with shortest side `size` supports.
+def min_side_for_scales(num_scales, filter_size=MS_SSIM_FILTER_SIZE):
+  """Smallest image side for which `num_scales` MS-SSIM scales fit.
 
-  tf.image.ssim_multiscale halves the image between scales and needs at
-  least `filter_size` pixels left after the last valid filtering: a side of
-  (filter_size - 1) * 2**(scales - 1) + 1 (161 px for the default 5 scales).
+  tf.image.ssim_multiscale pads to even size and halves between scales, so
+  the side at the last scale is ceil(side / 2^(num_scales - 1)), which is
+  >= filter_size exactly when side > (filter_size - 1) * 2^(num_scales - 1)
+  (161 px for the default 5 scales).
   """
+  return (filter_size - 1) * 2 ** (num_scales - 1) + 1
+
+
+def ms_ssim_scales(size, filter_size=MS_SSIM_FILTER_SIZE):
+  """How many MS-SSIM scales an image with shortest side `size` supports
+  (0 if none)."""
   scales = 0
   while (scales < len(MS_SSIM_POWER_FACTORS) and
-         size >= (filter_size - 1) * 2 ** scales + 1):
+         size >= min_side_for_scales(scales + 1, filter_size)):
     scales += 1
   return scales
+
+
+def ms_ssim_weights(num_scales):
+  """The power factors of `num_scales` scales: the standard five, or the
+  first ones renormalised to sum to one."""
+  if not 1 <= num_scales <= len(MS_SSIM_POWER_FACTORS):
+    raise ValueError(f"num_scales must be in 1..{len(MS_SSIM_POWER_FACTORS)}"
+                     f", got {num_scales}")
+  factors = MS_SSIM_POWER_FACTORS[:num_scales]
+  if num_scales < len(MS_SSIM_POWER_FACTORS):
+    total = sum(factors)
+    factors = tuple(f / total for f in factors)
+  return factors
 
 
 def ms_ssim_power_factors(size):
@@ -49,13 +69,9 @@ def ms_ssim_power_factors(size):
   scales = ms_ssim_scales(size)
   if scales < 2:
     raise ValueError(
-        f"MS-SSIM needs images of at least "
-        f"{(MS_SSIM_FILTER_SIZE - 1) * 2 + 1} px per side; got {size}")
-  factors = MS_SSIM_POWER_FACTORS[:scales]
-  if scales < len(MS_SSIM_POWER_FACTORS):
-    total = sum(factors)
-    factors = tuple(f / total for f in factors)
-  return factors
+        f"MS-SSIM needs images of at least {min_side_for_scales(2)} px per "
+        f"side; got {size}")
+  return ms_ssim_weights(scales)
 
 
 def ms_ssim(x, x_hat, max_val=MAX_VAL):

@@ -49,14 +49,14 @@ def pad_to_multiple(x, multiple):
   """
   shape = tf.shape(x)
   h, w = shape[1], shape[2]
-  hp = (h + multiple - 1) // multiple * multiple
-  wp = (w + multiple - 1) // multiple * multiple
+  hp = config_lib.padded_size(h, multiple)
+  wp = config_lib.padded_size(w, multiple)
   rows = tf.minimum(tf.range(hp), h - 1)
   cols = tf.minimum(tf.range(wp), w - 1)
   return tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
 
 
-class DCAE(base.TorchNamed, tf.keras.Model):
+class DCAE(base.ReadsWeightsAfterInputs, base.TorchNamed, tf.keras.Model):
   """Learned image compression with a dictionary-based entropy model.
 
   Lu et al., "Learned Image Compression with Dictionary-based Entropy

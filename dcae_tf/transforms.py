@@ -4,7 +4,7 @@ Each is a `layers.base.Sequential`, so its sub-layers are numbered exactly as
 the official `nn.Sequential`s (`g_a.0`, ..., `g_a.6`) and official weights
 map onto them by name.
 """
-from dcae_tf.layers import attention
+from dcae_tf.layers import swin
 from dcae_tf.layers import base
 from dcae_tf.layers import residual
 
@@ -15,7 +15,7 @@ HYPER_KERNEL = 3
 
 
 def _stage(config, dim, head_dim, depth, window=None, name=None):
-  return attention.SwinStage(
+  return swin.SwinStage(
       dim, head_dim, window or config.window_size, depth, config.mlp_ratio,
       config.layernorm_epsilon, name=name)
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcae_tf.layers import attention
+from dcae_tf.layers import swin
+from dcae_tf.layers import tiling
 from dcae_tf.model import DCAE
 
 DIM, HEAD_DIM, WINDOW = 48, 8, 8
@@ -21,7 +22,7 @@ def test_chunked_attention_is_bit_identical(shifted, chunk_windows):
   # one row per band split into chunks of 1, and of 4 (two chunks, the last
   # one padded); 7 one row in one chunk; 15 two rows (the last band padded
   # by a row); 1000 the whole image.
-  layer = attention.WindowAttention(DIM, HEAD_DIM, WINDOW, shifted,
+  layer = swin.WindowAttention(DIM, HEAD_DIM, WINDOW, shifted,
                                     chunk_bytes=chunk_windows * WINDOW_BYTES)
   x = tf.random.stateless_normal((2, 5 * WINDOW, 7 * WINDOW, DIM), (1, 2))
   whole = layer(x, training=True)
@@ -40,7 +41,7 @@ def test_banded_conv_glu_is_bit_identical(with_norm, band_rows):
   # neighbouring bands' rows, and zeros beyond the image.
   hidden, width = 24, 9
   row_bytes = width * hidden * 4
-  layer = attention.ConvGLU(DIM, hidden, chunk_bytes=band_rows * row_bytes)
+  layer = swin.ConvGLU(DIM, hidden, chunk_bytes=band_rows * row_bytes)
   norm = None
   if with_norm:
     norm = tf.keras.layers.LayerNormalization(epsilon=1e-5)
@@ -78,7 +79,7 @@ def test_row_bands_see_their_halo_and_row_indices():
     return tf.nn.conv2d(band, box, 1, "SAME") + 1000. * tf.cast(
         rows[1], tf.float32)
 
-  out = attention.map_row_bands(fn, x, 3, halo=1)
+  out = tiling.map_row_bands(fn, x, 3, halo=1)
   firsts = np.array([0, 0, 0, 3, 3, 3, 6], np.float32)[None, :, None, None]
   expected = tf.nn.conv2d(x, box, 1, "SAME") + 1000. * firsts
   np.testing.assert_array_equal(out.numpy(), expected.numpy())
@@ -87,13 +88,13 @@ def test_row_bands_see_their_halo_and_row_indices():
 
 def test_bands_compile_with_xla():
   # Every band has the same shape, so the loops compile with XLA.
-  layer = attention.ConvGLU(DIM, 24, chunk_bytes=3 * 9 * 24 * 4)
+  layer = swin.ConvGLU(DIM, 24, chunk_bytes=3 * 9 * 24 * 4)
   x = tf.random.stateless_normal((1, 10, 9, DIM), (3, 4))
   eager = layer(x)
   xla = tf.function(layer, jit_compile=True)(x)
   np.testing.assert_allclose(xla.numpy(), eager.numpy(), rtol=1e-4,
                              atol=1e-4)
-  attn = attention.WindowAttention(DIM, HEAD_DIM, WINDOW, True,
+  attn = swin.WindowAttention(DIM, HEAD_DIM, WINDOW, True,
                                    chunk_bytes=4 * WINDOW_BYTES)
   x = tf.random.stateless_normal((1, 3 * WINDOW, 5 * WINDOW, DIM), (1, 2))
   np.testing.assert_allclose(
@@ -104,10 +105,10 @@ def test_bands_compile_with_xla():
 def test_shift_mask_is_applied_per_chunk():
   # Without the mask the shifted result must differ: guards the per-chunk
   # window numbering (a wrong `first` would mask the wrong windows).
-  layer = attention.WindowAttention(DIM, HEAD_DIM, WINDOW, True,
+  layer = swin.WindowAttention(DIM, HEAD_DIM, WINDOW, True,
                                     chunk_bytes=3 * WINDOW_BYTES)
   x = tf.random.stateless_normal((1, 4 * WINDOW, 3 * WINDOW, DIM), (3, 4))
-  unshifted = attention.WindowAttention(DIM, HEAD_DIM, WINDOW, False)
+  unshifted = swin.WindowAttention(DIM, HEAD_DIM, WINDOW, False)
   layer(x)
   unshifted(x)
   for a, b in zip(unshifted.weights, layer.weights):
@@ -124,9 +125,9 @@ def test_shift_mask_is_applied_per_chunk():
 
 
 def test_chunk_size_follows_the_budget():
-  assert attention._chunk_windows(HEADS, PIXELS, "float32",  # pylint: disable=protected-access
+  assert tiling.chunk_windows(HEADS, PIXELS, "float32",
                                   10 * WINDOW_BYTES + 1) == 10
-  assert attention._chunk_windows(HEADS, PIXELS, "float32", 1) == 1  # pylint: disable=protected-access
+  assert tiling.chunk_windows(HEADS, PIXELS, "float32", 1) == 1
 
 
 def test_inference_loops_over_chunks_and_training_does_not():
@@ -159,6 +160,31 @@ def test_inference_loops_over_chunks_and_training_does_not():
 
   assert slice_loops(None) > 0
   assert slice_loops(True) == 0
+
+
+def test_tiling_is_its_own_option():
+  # `tiled` decides regardless of `training`: whole-map inference graphs
+  # (what the latency bench counts) and tiled training graphs.
+  model = DCAE("tiny").build_weights()
+  spec = tf.TensorSpec((1, 64, 64, 3))
+
+  def loops(training):
+    graph = tf.function(lambda x: model.g_a(x, training=training)
+                        ).get_concrete_function(spec).graph
+    return sum(op.type in ("While", "StatelessWhile")
+               for op in graph.get_operations())
+
+  assert loops(False) > 0 and loops(True) == 0
+  tiling.set_tiled(model, False)
+  assert loops(False) == 0
+  tiling.set_tiled(model, True)
+  assert loops(True) > 0
+  x = tf.random.uniform((1, 64, 64, 3), seed=0)
+  tiled = model.g_a(x, training=False).numpy()
+  tiling.set_tiled(model, False)
+  np.testing.assert_array_equal(tiled, model.g_a(x, training=False).numpy())
+  tiling.set_tiled(model, None)
+  assert loops(False) > 0 and loops(True) == 0
 
 
 def test_weights_are_read_when_their_layer_runs():

@@ -15,7 +15,7 @@ directions, so the standard five scales need a shortest side of
 10 * 2^4 + 1 = 161 pixels (`min_side_for_scales(5)`; the same limit as
 pytorch_msssim, which the official DCAE evaluation uses). For a smaller image we use
 the largest number of scales that fits and the first weights of the standard
-set, renormalised to sum to one (for a 64 x 96 image: three scales). That keeps
+set, renormalised to sum to one (`losses.ms_ssim_weights`, as training does) (for a 64 x 96 image: three scales). That keeps
 MS-SSIM in [0, 1] and keeps the coarsest-scale structure term, instead of
 failing; the number of scales used is reported next to the value
 (`msssim_scales`) and a `SmallImageWarning` is raised once per image size.
@@ -27,12 +27,16 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from dcae_tf import losses
+
 # Dynamic range of 8-bit images.
 MAX_VALUE = 255.0
-# tf.image.ssim_multiscale defaults (Wang et al. 2003).
-MSSSIM_FILTER_SIZE = 11
+# tf.image.ssim_multiscale defaults (Wang et al. 2003), as in training.
+MSSSIM_FILTER_SIZE = losses.MS_SSIM_FILTER_SIZE
 MSSSIM_FILTER_SIGMA = 1.5
-MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+MSSSIM_WEIGHTS = losses.MS_SSIM_POWER_FACTORS
+min_side_for_scales = losses.min_side_for_scales
+msssim_weights = losses.ms_ssim_weights
 
 
 class SmallImageWarning(UserWarning):
@@ -72,39 +76,9 @@ def psnr(original, reconstruction):
   return 10.0 * math.log10(MAX_VALUE ** 2 / err)
 
 
-def min_side_for_scales(num_scales, filter_size=MSSSIM_FILTER_SIZE):
-  """Smallest image side for which `num_scales` MS-SSIM scales fit.
-
-  The side at the last scale is ceil(side / 2^(num_scales - 1)), which is
-  >= filter_size exactly when side > (filter_size - 1) * 2^(num_scales - 1).
-  """
-  return (filter_size - 1) * 2 ** (num_scales - 1) + 1
-
-
-def msssim_scales(height, width, filter_size=MSSSIM_FILTER_SIZE,
-                  max_scales=len(MSSSIM_WEIGHTS)):
-  """Number of MS-SSIM scales an image of this size allows (0 if none).
-
-  Mirrors tf.image.ssim_multiscale: each scale pads to even size and halves,
-  i.e. the side at scale k is ceil(side / 2^k), and SSIM needs a side of at
-  least `filter_size` at every scale.
-  """
-  side = min(height, width)
-  scales = 0
-  while scales < max_scales and side >= filter_size:
-    scales += 1
-    side = -(-side // 2)
-  return scales
-
-
-def msssim_weights(num_scales):
-  """The first `num_scales` standard weights, renormalised to sum to one."""
-  if not 1 <= num_scales <= len(MSSSIM_WEIGHTS):
-    raise ValueError(f"num_scales must be in 1..{len(MSSSIM_WEIGHTS)}, "
-                     f"got {num_scales}")
-  weights = MSSSIM_WEIGHTS[:num_scales]
-  total = sum(weights)
-  return tuple(w / total for w in weights)
+def msssim_scales(height, width):
+  """Number of MS-SSIM scales an image of this size allows (0 if none)."""
+  return losses.ms_ssim_scales(min(height, width))
 
 
 def msssim_with_scales(original, reconstruction):

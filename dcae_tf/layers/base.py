@@ -46,18 +46,17 @@ def torch_layout(kind, array):
   return _LAYOUTS[kind](np.asarray(array))
 
 
-class TorchNamed:
-  """Mixin: enumerates (official key, variable, layout kind) triples.
+class ReadsWeightsAfterInputs:
+  """Mixin of a Keras layer: in a graph, its call waits for its inputs.
 
-  Subclasses list their own parameters in `_torch_params` and their
-  sub-layers in `_torch_children`; `torch_variables` walks the tree.
-
-  In a graph, everything a layer's call creates waits for its inputs.
-  Reading a weight depends on nothing else, so the executor would read
-  (and, for float16-stored weights, cast to float32: `dcae_tf.weights`)
-  every weight of the model when the graph starts and hold all the copies
-  until they are used (measured 2026-11-26: 310 MB more peak memory for
-  the paper preset's encoder with float16-stored weights).
+  Everything the call creates, its weight reads included, gets control
+  dependencies on the call's input tensors. A weight read depends on
+  nothing else, so without them the executor would read (and, for
+  float16-stored weights, cast to float32: `codec.weights`) every weight of
+  the model when the graph starts and hold all the copies until they are
+  used (measured 2026-11-26: 310 MB more peak memory for the paper
+  preset's encoder with float16-stored weights). Eagerly it changes
+  nothing. Put it before the Keras base class.
   """
 
   def __call__(self, *args, **kwargs):
@@ -67,6 +66,14 @@ class TorchNamed:
       return super().__call__(*args, **kwargs)
     with tf.control_dependencies(inputs):
       return super().__call__(*args, **kwargs)
+
+
+class TorchNamed:
+  """Mixin: enumerates (official key, variable, layout kind) triples.
+
+  Subclasses list their own parameters in `_torch_params` and their
+  sub-layers in `_torch_children`; `torch_variables` walks the tree.
+  """
 
   def _torch_params(self):
     return []
@@ -112,7 +119,7 @@ def gelu(x):
   return tf.nn.gelu(x, approximate=False)
 
 
-class Conv2D(TorchNamed, tf.keras.layers.Layer):
+class Conv2D(ReadsWeightsAfterInputs, TorchNamed, tf.keras.layers.Layer):
   """`nn.Conv2d(k, stride, padding=k // 2)`: symmetric padding.
 
   TF's "SAME" padding with stride 2 on even sizes pads 1 before and 2 after
@@ -156,7 +163,8 @@ class Conv2D(TorchNamed, tf.keras.layers.Layer):
     return out
 
 
-class ConvTranspose2D(TorchNamed, tf.keras.layers.Layer):
+class ConvTranspose2D(ReadsWeightsAfterInputs, TorchNamed,
+                      tf.keras.layers.Layer):
   """`nn.ConvTranspose2d(k, stride, padding=k // 2, output_padding=stride-1)`.
 
   Computes the full ("VALID") transposed convolution and crops `k // 2` rows
@@ -194,7 +202,8 @@ class ConvTranspose2D(TorchNamed, tf.keras.layers.Layer):
     return [("weight", self.kernel, "deconv"), ("bias", self.bias, "same")]
 
 
-class DepthwiseConv2D(TorchNamed, tf.keras.layers.Layer):
+class DepthwiseConv2D(ReadsWeightsAfterInputs, TorchNamed,
+                      tf.keras.layers.Layer):
   """`nn.Conv2d(C, C, 3, padding=1, groups=C)`."""
 
   def __init__(self, kernel_size=3, **kwargs):
@@ -217,7 +226,7 @@ class DepthwiseConv2D(TorchNamed, tf.keras.layers.Layer):
     return [("weight", self.kernel, "dwconv"), ("bias", self.bias, "same")]
 
 
-class Scale(TorchNamed, tf.keras.layers.Layer):
+class Scale(ReadsWeightsAfterInputs, TorchNamed, tf.keras.layers.Layer):
   """Learned per-channel residual scale (official `Scale`, init 1)."""
 
   def build(self, input_shape):
@@ -232,7 +241,7 @@ class Scale(TorchNamed, tf.keras.layers.Layer):
     return [("scale", self.scale, "same")]
 
 
-class Sequential(TorchNamed, tf.keras.layers.Layer):
+class Sequential(ReadsWeightsAfterInputs, TorchNamed, tf.keras.layers.Layer):
   """A list of layers named by their index, like `nn.Sequential`.
 
   `layers` may contain plain callables (activations), which take an index in

@@ -6,11 +6,12 @@ learned in training can inform the distribution of the current slice.
 """
 import tensorflow as tf
 
-from dcae_tf.layers import attention
+from dcae_tf.layers import swin
 from dcae_tf.layers import base
 
 
-class SpatialAttention(base.TorchNamed, tf.keras.layers.Layer):
+class SpatialAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
+                       tf.keras.layers.Layer):
   """Gate from channel mean and max -> 7x7 conv (no bias) -> sigmoid."""
 
   def __init__(self, kernel_size, **kwargs):
@@ -26,7 +27,8 @@ class SpatialAttention(base.TorchNamed, tf.keras.layers.Layer):
     return [("conv1", self.conv1)]
 
 
-class ConvWithDW(base.TorchNamed, tf.keras.layers.Layer):
+class ConvWithDW(base.ReadsWeightsAfterInputs, base.TorchNamed,
+                 tf.keras.layers.Layer):
   """1x1 -> GELU -> depthwise 3x3 -> GELU -> 1x1."""
 
   def __init__(self, dim, **kwargs):
@@ -45,7 +47,8 @@ class ConvWithDW(base.TorchNamed, tf.keras.layers.Layer):
             ("out_trans", self.out_trans)]
 
 
-class DenseBlock(base.TorchNamed, tf.keras.layers.Layer):
+class DenseBlock(base.ReadsWeightsAfterInputs, base.TorchNamed,
+                 tf.keras.layers.Layer):
   """Chained GELU -> ConvWithDW layers; input and every output are
   concatenated and projected back by a 1x1 conv (multi-scale receptive
   fields at the cost of a few depthwise convs)."""
@@ -68,7 +71,8 @@ class DenseBlock(base.TorchNamed, tf.keras.layers.Layer):
             [("proj", self.proj)])
 
 
-class MultiScaleAggregation(base.TorchNamed, tf.keras.layers.Layer):
+class MultiScaleAggregation(base.ReadsWeightsAfterInputs, base.TorchNamed,
+                            tf.keras.layers.Layer):
   """1x1 conv, dense block, spatial attention gate."""
 
   def __init__(self, dim, dense_layers, kernel_size, **kwargs):
@@ -86,7 +90,8 @@ class MultiScaleAggregation(base.TorchNamed, tf.keras.layers.Layer):
             ("dense", self.dense)]
 
 
-class DictionaryCrossAttention(base.TorchNamed, tf.keras.layers.Layer):
+class DictionaryCrossAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
+                               tf.keras.layers.Layer):
   """Queries from the slice context, keys from a linear map of the
   layer-normed dictionary, values that *are* the layer-normed dictionary;
   a learned per-head scale multiplies q.k (no 1/sqrt(d))."""
@@ -108,7 +113,7 @@ class DictionaryCrossAttention(base.TorchNamed, tf.keras.layers.Layer):
     self.k = base.dense(dim, name="k")
     self.linear = base.dense(dim, name="linear")
     self.ln_mlp = base.layer_norm(eps, name="ln_mlp")
-    self.mlp = attention.ConvGLU(dim, c.dict_mlp_ratio * dim, name="mlp")
+    self.mlp = swin.ConvGLU(dim, c.dict_mlp_ratio * dim, name="mlp")
     self.output_trans = base.dense(out_channels, name="output_trans")
     self.res_scale_1 = base.Scale(name="res_scale_1")
     self.res_scale_2 = base.Scale(name="res_scale_2")

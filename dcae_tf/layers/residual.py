@@ -7,7 +7,8 @@ from dcae_tf.layers import base
 BLOCKS_PER_RESAMPLE = 3
 
 
-class ResidualBottleneck(base.TorchNamed, tf.keras.layers.Layer):
+class ResidualBottleneck(base.ReadsWeightsAfterInputs, base.TorchNamed,
+                         tf.keras.layers.Layer):
   """1x1 -> ReLU -> 3x3 -> ReLU -> 1x1 at half the narrower width, plus a
   shortcut (a 1x1 conv when the width changes)."""
 
@@ -33,7 +34,8 @@ class ResidualBottleneck(base.TorchNamed, tf.keras.layers.Layer):
     return out
 
 
-class ResidualBottleneckDown(base.TorchNamed, tf.keras.layers.Layer):
+class ResidualBottleneckDown(base.ReadsWeightsAfterInputs, base.TorchNamed,
+                             tf.keras.layers.Layer):
   """Strided 5x5 conv, then three bottleneck blocks."""
 
   def __init__(self, out_channels, kernel_size=5, **kwargs):
@@ -52,7 +54,8 @@ class ResidualBottleneckDown(base.TorchNamed, tf.keras.layers.Layer):
     return [("conv", self.conv)] + [(r.name, r) for r in self.res]
 
 
-class ResidualBottleneckUp(base.TorchNamed, tf.keras.layers.Layer):
+class ResidualBottleneckUp(base.ReadsWeightsAfterInputs, base.TorchNamed,
+                           tf.keras.layers.Layer):
   """Three bottleneck blocks, then a stride-2 5x5 transposed conv."""
 
   def __init__(self, in_channels, out_channels, kernel_size=5, **kwargs):

@@ -1,0 +1,384 @@
+"""Windowed self-attention with the convolutional GLU: the Swin+conv stages.
+
+These follow the official `WMSA`, `ConvolutionalGLU`,
+`ResScaleConvolutionGateBlock` and `SwinBlockWithConvMulti`. All tensors are
+NHWC; feature maps must be a whole number of windows (the model pads its input
+so that they are, see `DCAEConfig.pad_multiple`).
+"""
+import numpy as np
+import tensorflow as tf
+
+from dcae_tf.layers import base
+from dcae_tf.layers import tiling
+
+
+def _relative_position_index(window):
+  """Index into the flattened (2w-1, 2w-1) bias table for each (p, q) pair."""
+  coords = np.array([[i, j] for i in range(window) for j in range(window)])
+  rel = coords[:, None, :] - coords[None, :, :] + window - 1
+  return rel[..., 0] * (2 * window - 1) + rel[..., 1]
+
+
+def _shift_masks(window):
+  """Pixel-pair masks of the last window row / column after the cyclic shift.
+
+  In the last window row (column), pixels that came from the top (left) of
+  the image by the roll must not attend to those that did not: the official
+  `generate_mask` with `s = window - window // 2`.
+  """
+  s = window - window // 2
+  first = np.arange(window) < s
+  cross = first[:, None] != first[None, :]  # (window, window)
+  p = np.arange(window * window)
+  rows = cross[p[:, None] // window, p[None, :] // window]
+  cols = cross[p[:, None] % window, p[None, :] % window]
+  return rows, cols
+
+
+def normalize(x, epsilon):
+  """Layer norm without its affine part: (x - mean) / sqrt(var + epsilon).
+
+  The MLP's layer norm feeds fc1, which takes its gamma and beta
+  (`fold_affine`). Applied to x instead, as Keras's LayerNormalization
+  does, the affine part makes three more tensors of x's size
+  (gamma * rsqrt(var), its product with the mean, beta minus that) on the
+  widest feature maps of the model.
+  """
+  mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+  # Correctly rounded operations only (sqrt, division), so each pixel's
+  # result does not depend on the tensor's size and a band of rows
+  # (`map_row_bands`) equals the same rows of the whole map. TF's rsqrt
+  # differs in the last bit between its vectorised path and the scalar one
+  # that handles a tensor's last few elements, and Grappler rewrites
+  # 1 / sqrt(v) into rsqrt; it leaves divide_no_nan alone (v > 0 here).
+  inv = tf.math.divide_no_nan(1., tf.sqrt(variance + epsilon))
+  return x * inv - mean * inv
+
+
+def fold_affine(norm, kernel, bias):
+  """(kernel, bias) of `dense(norm(x))` for the input `normalize(x)`.
+
+  (n * gamma + beta) @ W + b = n @ (gamma[:, None] * W) + (beta @ W + b):
+  two small products per call instead of passes over the feature map.
+  Called inside a layer's call, they wait for its input like its weight
+  reads (`base.TorchNamed`), so no block's folded kernel is made early.
+  """
+  # Keras keeps a layer norm's gamma and beta float32 under mixed
+  # precision; fc1's weights read in its compute dtype.
+  kernel = tf.convert_to_tensor(kernel)
+  gamma = tf.cast(norm.gamma, kernel.dtype)
+  beta = tf.cast(norm.beta, kernel.dtype)
+  return (gamma[:, None] * kernel,
+          bias + tf.linalg.matvec(kernel, beta, transpose_a=True))
+
+
+def linear(x, kernel, bias):
+  """x @ kernel + bias over the last axis, as one MatMul with a fused bias."""
+  shape = tf.shape(x)
+  out = tf.nn.bias_add(tf.matmul(tf.reshape(x, (-1, x.shape[-1])), kernel),
+                       bias)
+  return tf.reshape(out, tf.concat([shape[:-1], [kernel.shape[-1]]], 0))
+
+
+class WindowAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
+                      tf.keras.layers.Layer):
+  """(Shifted) window multi-head self-attention with relative position bias.
+
+  Official `WMSA`: one linear layer makes q, k, v laid out as
+  (3 * heads, head_dim) along channels; shifted windows roll the map by
+  -window // 2 and mask pairs that wrapped around.
+
+  Tiled (by default at inference, see `tiling`), it runs over bands of
+  window rows (`tiling.map_row_bands`), from the q, k, v projection to the
+  output projection, with at most `chunk_bytes` of logits per band
+  (`tiling.ATTENTION_CHUNK_BYTES`; a band of one window row too wide for
+  that is split into chunks of windows). Untiled (by default in training)
+  it is one batched product.
+  """
+
+  def __init__(self, dim, head_dim, window, shifted,
+               chunk_bytes=tiling.ATTENTION_CHUNK_BYTES, **kwargs):
+    super().__init__(**kwargs)
+    if dim % head_dim:
+      raise ValueError(f"dim {dim} not divisible by head_dim {head_dim}")
+    self.dim = dim
+    self.head_dim = head_dim
+    self.heads = dim // head_dim
+    self.window = window
+    self.shifted = shifted
+    self.chunk_bytes = chunk_bytes
+    # None: tiled at inference, whole-map in training (`tiling`).
+    self.tiled = None
+    self.qkv = base.dense(3 * dim, name="embedding_layer")
+    self.proj = base.dense(dim, name="linear")
+    self._rel_index = tf.constant(_relative_position_index(window), tf.int32)
+    rows, cols = _shift_masks(window)
+    self._mask_rows = tf.constant(rows)
+    self._mask_cols = tf.constant(cols)
+
+  def build(self, input_shape):
+    n = 2 * self.window - 1
+    self.relative_position_params = self.add_weight(
+        "relative_position_params", (self.heads, n, n),
+        initializer=tf.keras.initializers.TruncatedNormal(stddev=.02))
+    # The projections are built, never called (see `linear`), under their
+    # own scopes so their weights keep the names a call would give them.
+    for dense in (self.qkv, self.proj):
+      with tf.name_scope(dense.name):
+        dense.build(tf.TensorShape([None, self.dim]))
+    super().build(input_shape)
+
+  def _bias(self):
+    table = tf.reshape(self.relative_position_params, (self.heads, -1))
+    return tf.gather(table, self._rel_index, axis=1)  # (heads, P, P)
+
+  def _attend(self, qkv, bias, first, nh, nw):
+    """Attention of consecutive windows.
+
+    Args:
+      qkv: (windows, P, 3 * dim) projections of whole windows, numbered
+        row-major over (batch, nh, nw) starting at window `first`.
+      bias: (heads, P, P) relative position bias (`_bias()`).
+      first: index of qkv's first window.
+      nh, nw: windows per column / row of the map (for the shift mask).
+
+    Returns:
+      (windows, P, dim): the heads' outputs, concatenated per pixel.
+    """
+    windows, p = tf.shape(qkv)[0], self.window ** 2
+    qkv = tf.reshape(qkv, (windows, p, 3, self.heads, self.head_dim))
+    qkv = tf.transpose(qkv, (2, 0, 3, 1, 4))  # (3, windows, heads, P, c)
+    # Scaling q, not the P x P logits: head_dim / P times fewer multiplies,
+    # and one pass less over the largest tensor of the block.
+    q, k, v = qkv[0] * (self.head_dim ** -.5), qkv[1], qkv[2]
+    sim = tf.matmul(q, k, transpose_b=True) + bias
+    if self.shifted:
+      # Windows of the last row / column hold pixels the roll wrapped.
+      index = (first + tf.range(windows)) % (nh * nw)
+      last_row = tf.equal(index // nw, nh - 1)[:, None, None]
+      last_col = tf.equal(index % nw, nw - 1)[:, None, None]
+      mask = tf.logical_or(tf.logical_and(last_row, self._mask_rows),
+                           tf.logical_and(last_col, self._mask_cols))
+      sim = tf.where(mask[:, None], tf.constant(-np.inf, sim.dtype), sim)
+    out = tf.matmul(tf.nn.softmax(sim, axis=-1), v)  # (windows, heads, P, c)
+    return tf.reshape(tf.transpose(out, (0, 2, 1, 3)), (windows, p, self.dim))
+
+  def _attend_chunked(self, qkv, bias, first, nh, nw):
+    """`_attend` over chunks of windows, one after the other."""
+    p = self.window ** 2
+    most = tiling.chunk_windows(self.heads, p, self.compute_dtype,
+                                self.chunk_bytes)
+    windows = tf.shape(qkv)[0]
+    # The padding (zero windows, cropped off below) is less than one window
+    # per chunk.
+    num_chunks, chunk = tiling.equal_parts(windows, most)
+    qkv = tf.pad(qkv, [[0, num_chunks * chunk - windows], [0, 0], [0, 0]])
+
+    def attend(i):
+      start = i * chunk
+      part = tf.slice(qkv, tf.stack([start, 0, 0]),
+                      tf.stack([chunk, p, 3 * self.dim]))
+      return self._attend(part, bias, first + start, nh, nw)
+
+    return tiling.sequential_concat(num_chunks, attend, qkv.dtype,
+                             tf.TensorShape((None, p, self.dim)))[:windows]
+
+  def _attend_rows(self, x, bias, first_row, nh, nw, chunked):
+    """Attention output for x (B, rows, W, dim), whole rows of windows.
+
+    `first_row` is x's first row in the (rolled) map, for the shift mask;
+    with `chunked`, the windows are attended over chunks of at most
+    `chunk_bytes` of logits.
+    """
+    w = self.window
+    shape = tf.shape(x)
+    b, h, wd = shape[0], shape[1], shape[2]
+    rows, cols = h // w, wd // w
+    # (B, rows, w, cols, w, C) -> (B * rows * cols * w * w, C)
+    x = tf.reshape(x, (b, rows, w, cols, w, self.dim))
+    x = tf.transpose(x, (0, 1, 3, 2, 4, 5))
+    qkv = linear(tf.reshape(x, (-1, self.dim)), self.qkv.kernel,
+                 self.qkv.bias)
+    qkv = tf.reshape(qkv, (b * rows * cols, w * w, 3 * self.dim))
+    first = first_row // w * nw
+    if chunked:
+      out = self._attend_chunked(qkv, bias, first, nh, nw)
+    else:
+      out = self._attend(qkv, bias, first, nh, nw)
+    out = linear(out, self.proj.kernel, self.proj.bias)
+    out = tf.reshape(out, (b, rows, cols, w, w, self.dim))
+    out = tf.transpose(out, (0, 1, 3, 2, 4, 5))
+    return tf.reshape(out, (b, h, wd, self.dim))
+
+  def call(self, x, training=None):
+    w = self.window
+    shift = w // 2
+    if self.shifted:
+      x = tf.roll(x, shift=(-shift, -shift), axis=(1, 2))
+    shape = tf.shape(x)
+    nh, nw = shape[1] // w, shape[2] // w
+    bias = self._bias()
+    if not tiling.resolve_tiled(self.tiled, training):
+      out = self._attend_rows(x, bias, 0, nh, nw, chunked=False)
+    else:
+      # A band of window rows at a time, as many as `chunk_bytes` of
+      # logits allow (at least one; its windows are then chunked): the
+      # q, k, v projections (3 x the map) stay per band too.
+      most = tiling.chunk_windows(self.heads, w * w, self.compute_dtype,
+                            self.chunk_bytes)
+      out = tiling.map_row_bands(
+          lambda band, rows: self._attend_rows(band, bias, rows[0], nh, nw,
+                                               chunked=True),
+          x, tf.maximum(most // nw, 1) * w, multiple=w)
+    if self.shifted:
+      out = tf.roll(out, shift=(shift, shift), axis=(1, 2))
+    return out
+
+  def _torch_params(self):
+    return [("relative_position_params", self.relative_position_params,
+             "same")]
+
+  def _torch_children(self):
+    return [("embedding_layer", self.qkv), ("linear", self.proj)]
+
+
+class ConvGLU(base.ReadsWeightsAfterInputs, base.TorchNamed,
+              tf.keras.layers.Layer):
+  """Convolutional GLU (official `ConvolutionalGLU`).
+
+  fc1 makes 2 x (hidden / 2) channels split into (x, v) in that order; x goes
+  through a depthwise 3x3 and GELU and gates v; fc2 projects back.
+  """
+
+  def __init__(self, dim, hidden, out_dim=None,
+               chunk_bytes=tiling.MLP_CHUNK_BYTES, **kwargs):
+    super().__init__(**kwargs)
+    self.half = hidden // 2
+    self.chunk_bytes = chunk_bytes
+    # None: tiled at inference, whole-map in training (`tiling`).
+    self.tiled = None
+    self.fc1 = base.dense(2 * self.half, name="fc1")
+    self.dwconv = base.DepthwiseConv2D(3, name="dwconv")
+    self.fc2 = base.dense(out_dim or dim, name="fc2")
+
+  def build(self, input_shape):
+    # The Dense layers are built, never called (see `linear`); under their
+    # own scopes so their weights keep the names (`.../mlp/fc1/kernel`) a
+    # call would give them. The depthwise conv is built here too: at
+    # inference it is first called inside a loop, where no variable may be
+    # created.
+    for layer, shape in ((self.fc1, [None, input_shape[-1]]),
+                         (self.dwconv, [None, None, None, self.half]),
+                         (self.fc2, [None, self.half])):
+      with tf.name_scope(layer.name):
+        layer.build(tf.TensorShape(shape))
+    super().build(input_shape)
+
+  def _rows(self, x, norm, inside=None):
+    """The GLU of x (B, rows, W, dim), whole rows.
+
+    `inside`: (rows,) bool, False for padding rows beyond the image, which
+    the depthwise conv must see as zeros (its own padding), not as fc1's
+    output.
+    """
+    kernel, bias = self.fc1.kernel, self.fc1.bias
+    if norm is not None:
+      x = normalize(x, norm.epsilon)
+      kernel, bias = fold_affine(norm, kernel, bias)
+    # fc1's kernel is split instead of its output: the same two products
+    # without copying the (large) activations into halves.
+    kernel_x, kernel_v = tf.split(kernel, 2, axis=-1)
+    bias_x, bias_v = tf.split(bias, 2)
+    x, v = linear(x, kernel_x, bias_x), linear(x, kernel_v, bias_v)
+    if inside is not None:
+      x = tf.where(inside[:, None, None], x, tf.zeros((), x.dtype))
+    x = base.gelu(self.dwconv(x)) * v
+    return linear(x, self.fc2.kernel, self.fc2.bias)
+
+  def call(self, x, norm=None, training=None):
+    """x: (B, H, W, dim) -> (B, H, W, out_dim).
+
+    With `norm`, a layer norm (Keras `LayerNormalization`) comes first: x
+    is `normalize`d and the norm's gamma and beta are applied through fc1
+    (`fold_affine`). Tiled (by default at inference), the rows are
+    processed in bands of at most `chunk_bytes` of hidden activations,
+    each with one row of context above and below for the depthwise conv.
+    """
+    if not tiling.resolve_tiled(self.tiled, training):
+      return self._rows(x, norm)
+    height = tf.shape(x)[1]
+    row_bytes = (tf.shape(x)[2] * 2 * self.half *
+                 tf.as_dtype(self.compute_dtype).size)
+    return tiling.map_row_bands(
+        lambda band, rows: self._rows(
+            band, norm, (rows >= 0) & (rows < height)),
+        x, tf.maximum(self.chunk_bytes // row_bytes, 1),
+        halo=self.dwconv.kernel_size // 2)
+
+  def _torch_children(self):
+    # The depthwise conv sits inside a `DWConv` wrapper: `dwconv.dwconv.*`.
+    return [("fc1", self.fc1), ("dwconv.dwconv", self.dwconv),
+            ("fc2", self.fc2)]
+
+
+class SwinBlock(base.ReadsWeightsAfterInputs, base.TorchNamed,
+                tf.keras.layers.Layer):
+  """Official `ResScaleConvolutionGateBlock`: attention + ConvGLU with
+  learned residual scales instead of plain identity shortcuts."""
+
+  def __init__(self, dim, head_dim, window, shifted, mlp_ratio, epsilon,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.ln1 = base.layer_norm(epsilon, name="ln1")
+    self.msa = WindowAttention(dim, head_dim, window, shifted, name="msa")
+    self.ln2 = base.layer_norm(epsilon, name="ln2")
+    self.mlp = ConvGLU(dim, mlp_ratio * dim, name="mlp")
+    self.res_scale_1 = base.Scale(name="res_scale_1")
+    self.res_scale_2 = base.Scale(name="res_scale_2")
+
+  def build(self, input_shape):
+    # ln2 holds gamma and beta for fc1 (`fold_affine`): built, never
+    # called, under its own scope. (Folding ln1 into the attention's qkv
+    # projection the same way raised the peak memory of g_s by 150 MB,
+    # measured 2026-11-26, cause not found; so ln1 stays a plain call.)
+    with tf.name_scope(self.ln2.name):
+      self.ln2.build(input_shape)
+    super().build(input_shape)
+
+  def call(self, x):
+    x = self.res_scale_1(x) + self.msa(self.ln1(x))
+    return self.res_scale_2(x) + self.mlp(x, norm=self.ln2)
+
+  def _torch_children(self):
+    return [(n, getattr(self, n)) for n in
+            ("ln1", "msa", "ln2", "mlp", "res_scale_1", "res_scale_2")]
+
+
+class SwinStage(base.ReadsWeightsAfterInputs, base.TorchNamed,
+                tf.keras.layers.Layer):
+  """Official `SwinBlockWithConvMulti`: alternating W / SW blocks, a 3x3
+  conv, and a shortcut around the whole stage.
+
+  The official code pads feature maps no larger than one window without
+  cropping back, which only happens at sizes where it then crashes; the model
+  here pads its input instead, so this never arises.
+  """
+
+  def __init__(self, dim, head_dim, window, depth, mlp_ratio, epsilon,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.blocks = [
+        SwinBlock(dim, head_dim, window, shifted=bool(i % 2),
+                  mlp_ratio=mlp_ratio, epsilon=epsilon, name=f"layers_{i}")
+        for i in range(depth)]
+    self.conv = base.Conv2D(dim, 3, name="conv")
+
+  def call(self, x):
+    y = x
+    for block in self.blocks:
+      y = block(y)
+    return self.conv(y) + x
+
+  def _torch_children(self):
+    return ([(f"layers.{i}", b) for i, b in enumerate(self.blocks)] +
+            [("conv", self.conv)])
