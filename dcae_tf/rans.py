@@ -11,25 +11,28 @@ dcae_tf modules: TFC entropy models are passed in and only read.
 
 Stream (one string for all groups)::
 
-  [K lane states, 2 words each][rANS words, in decoding order] ... [bypass]
-   16-bit big-endian words, read from the front      bits, read from the end
+  [rANS words, in decoding order] ......................... [bypass bits]
+   16-bit big-endian words, read from the front      read from the end
 
 * Symbols are grouped (z, then y slice 0, 1, ...); the decoder resumes after
   each group, so a group's table indexes may depend on the groups before.
 * Informative symbols: K rANS lanes (Giesen, arXiv 1402.3392) in lockstep,
   one `tf.while_loop` per group whose trip count is ceil(n / K), n the
   group's informative symbol count (known to the decoder from the table
-  indexes). State x in [L, 2**32), L = 2**16, 16-bit renormalisation words;
+  indexes). State x in [L, 2**34), L = 2**18, 16-bit renormalisation words;
   at most one word per lane and step. The words of the lanes that refill at
   a step are read in lane order at positions given by an exclusive cumsum
-  over the refilling lanes; the encoder runs the steps backwards and lays
-  its words out in that order. Lanes are shared by all groups: each lane's
-  final state is flushed once per stream (the encoder starts every lane at
-  L, and the decoder checks that every lane ends at L, a free integrity
-  check). The symbols of a group are sorted (stably) by table index before
-  they are dealt to lanes, so that the lanes of one step have tables of
-  nearly the same width and the decoder's per-step table search (a gather
-  of the lanes' CDF rows and a compare-sum) touches few entries.
+  over the refilling lanes; the encoder runs all steps of all groups
+  backwards in one loop and lays its words out in that order. Lanes are
+  shared by all groups: each lane's final state is flushed once per stream,
+  into the bypass (its bit length above L in 4 bits, then its bits below
+  the leading one); the encoder starts every lane at L and the decoder
+  checks that every lane ends at L, a free integrity check. The symbols of
+  a group are sorted (stably) by their table's width class before they are
+  dealt to lanes, and each class has its own loop, so the decoder's
+  per-step table search (a gather of the lanes' CDF rows from a 2-D table
+  and a compare-sum) reads few entries per lane. Lanes without a symbol in
+  a step use an extra one-bin table that leaves a state unchanged.
 * Nearly certain symbols, those whose table gives its most likely value at
   least 1 - 2**-SPARSE_ESCAPE_BITS: not in the loop. Their exceptions (the
   symbols that are not that value) are listed in the bypass: a count, the
@@ -51,12 +54,20 @@ stream that was read past its end, not consumed exactly, or whose lanes do
 not end at L (`finish`). A damaged stream that passes all of these decodes
 to wrong but bounded values, which the codec's symbols digest refuses.
 
-Measured trade-off (docs/entropy_coding.md has the tables; 2026-12-01,
-2-core AMD EPYC, another job sharing the CPU): a decode step costs about
-30-40 us fixed plus ~0.3 us per lane, an encode step about 20 us fixed;
-each lane costs ~17 bits of flush (2 words written, log2(L) = 16 bits of
-them carry nothing). `choose_lanes` aims at `TARGET_STEPS` loop steps for
-the whole stream.
+Measured trade-off (bench/entropy_coding.py; docs/entropy_coding.md has
+the tables; 2026-12-01, 2-core AMD EPYC with a load average of 8-12 from
+other jobs, so times are ratios from one run): each lane costs ~21 bits
+(the decoder's final state L carries STATE_BITS = 18 bits of nothing, plus
+the exponent and a state's spread in bit length); L = 2**16 costs ~0.25 %
+in coding loss at high rates, 2**18 nothing measurable. A loop step costs
+~20-40 us decoding, ~20 us encoding (op dispatch; gathers with a 2-D index
+into a flat table were 45 us slower per step than row gathers, hence the
+width classes). So `choose_lanes` takes enough lanes for `TARGET_STEPS`
+steps in all, but no more than spend LANE_RATE_SHARE of the payload that
+the tables predict on flushes: at 0.1 bpp the rate target wins (7-12
+lanes, payload 0.6 % above TFC's at a 0.45 % share; the coder's time was
+12 % of the small codec's encode and 15 % of its decode); at 0.7-1 bpp
+49-71 lanes, 0.47 % above TFC.
 """
 import collections
 import math
