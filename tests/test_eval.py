@@ -6,13 +6,11 @@ import math
 import os
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import dcae_tf
 from dcae_tf.evaluation import anchors
 from dcae_tf.evaluation import bd
 from dcae_tf.evaluation import images as images_lib
@@ -287,17 +285,14 @@ def test_evaluation_writes_tables_and_plots(image_dir, tmp_path):
 
 
 def test_exported_model_paths_and_labels(image_dir, tmp_path, monkeypatch):
-  """Models given as paths are loaded with dcae_tf.export.load_exported."""
+  """Models given as paths are loaded with the runtime's load_exported."""
   loaded = []
 
   def load_exported(path):
     loaded.append(path)
     return FakeCodec(40, path=path)
 
-  fake_export = types.ModuleType("dcae_tf.export")
-  fake_export.load_exported = load_exported
-  monkeypatch.setitem(sys.modules, "dcae_tf.export", fake_export)
-  monkeypatch.setattr(dcae_tf, "export", fake_export, raising=False)
+  monkeypatch.setattr(models.exported, "load_exported", load_exported)
   model_a = tmp_path / "saved_models" / "a"
   model_a.mkdir(parents=True)
   results = runner.run_evaluation(
