@@ -1,5 +1,9 @@
 """Swin blocks computed a band of rows / a chunk of windows at a time (at
-inference, to bound memory) equal the whole-map computation bit for bit."""
+inference, to bound memory) equal the whole-map computation bit for bit
+wherever the CPU's matrix product gives each row the same bits whatever the
+number of rows; elsewhere to float32 rounding."""
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,6 +17,39 @@ PIXELS = WINDOW * WINDOW
 HEADS = DIM // HEAD_DIM
 # Logit bytes of one window; budgets below are multiples of it.
 WINDOW_BYTES = HEADS * PIXELS * PIXELS * 4
+
+
+CPU_INFO = "/proc/cpuinfo"
+
+
+@functools.lru_cache(maxsize=None)
+def tiling_is_bit_exact_here():
+  """Whether this CPU's kernels give tiled products the whole map's bits.
+
+  Tiling splits a feature map's products into products over fewer rows and
+  windows. On the AVX-512 EPYC it was written on, every band and chunk gave
+  the whole map's bits. On a 2-core Zen 3 EPYC (AVX2 and FMA, no AVX-512;
+  TF 2.14.1, 2026-12-01) they differ in the last bits (a 32-row matrix
+  product differs from the same rows of a 64-row one by up to 3e-6; tiled
+  window attention by up to 1e-7 absolute), so there the tests hold them to
+  float32 rounding. The codec does not depend on it: encoder and decoder
+  tile the same way, and their agreement is tested on every machine
+  (tests/test_codec.py).
+  """
+  try:
+    with open(CPU_INFO, encoding="utf-8") as f:
+      return any(line.startswith("flags") and "avx512f" in line.split()
+                 for line in f)
+  except OSError:
+    return False
+
+
+def assert_tiled_equals_whole(tiled, whole):
+  if tiling_is_bit_exact_here():
+    np.testing.assert_array_equal(tiled, whole)
+  else:
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5,
+                               atol=1e-6 * np.abs(whole).max())
 
 
 @pytest.mark.parametrize("shifted", [False, True])
@@ -29,8 +66,8 @@ def test_chunked_attention_is_bit_identical(shifted, chunk_windows):
   chunked = layer(x)
   graph = tf.function(layer, input_signature=[
       tf.TensorSpec((None, None, None, DIM))])(x)
-  np.testing.assert_array_equal(chunked.numpy(), whole.numpy())
-  np.testing.assert_array_equal(graph.numpy(), whole.numpy())
+  assert_tiled_equals_whole(chunked.numpy(), whole.numpy())
+  assert_tiled_equals_whole(graph.numpy(), whole.numpy())
 
 
 @pytest.mark.parametrize("with_norm", [False, True])
@@ -52,8 +89,8 @@ def test_banded_conv_glu_is_bit_identical(with_norm, band_rows):
   layer(x, norm=norm)
   for v in layer.weights:  # non-zero biases, so padding mistakes show
     v.assign(tf.random.stateless_normal(v.shape, (9, v.shape.rank)))
-  np.testing.assert_array_equal(layer(x, norm=norm).numpy(),
-                                layer(x, norm=norm, training=True).numpy())
+  assert_tiled_equals_whole(layer(x, norm=norm).numpy(),
+                            layer(x, norm=norm, training=True).numpy())
   # In a graph, Grappler and oneDNN fuse ops, differently around the
   # band loop's masking: equal to float32 rounding.
   spec = tf.TensorSpec((None, None, None, DIM))
@@ -182,7 +219,7 @@ def test_tiling_is_its_own_option():
   x = tf.random.uniform((1, 64, 64, 3), seed=0)
   tiled = model.g_a(x, training=False).numpy()
   tiling.set_tiled(model, False)
-  np.testing.assert_array_equal(tiled, model.g_a(x, training=False).numpy())
+  assert_tiled_equals_whole(tiled, model.g_a(x, training=False).numpy())
   tiling.set_tiled(model, None)
   assert loops(False) > 0 and loops(True) == 0
 
