@@ -26,6 +26,7 @@ The command line is a package: `args` (this usage and the flags),
 command does) and `output` (one-line errors, the progress bar).
 """
 import argparse
+import sys
 
 from absl.flags import argparse_flags
 
