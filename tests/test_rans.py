@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from dcae_tf import config as config_lib
+from dcae_tf.codec import core as codec_core
 from dcae_tf import entropy
 from dcae_tf import rans
 
@@ -33,20 +34,7 @@ def models():
   tf.random.set_seed(3)
   hyper = entropy.HyperpriorModel(c)
   hyper.offset.assign(tf.random.uniform([c.z_channels], -.4, .4))
-  offset = tf.convert_to_tensor(hyper.offset)
-
-  @tf.function(autograph=False)
-  def tables():
-    m = tfc.ContinuousBatchedEntropyModel(
-        hyper.prior, coding_rank=3, compression=True, stateless=True,
-        quantization_offset=offset, range_coder_precision=PRECISION)
-    return m.cdf, m.cdf_offset
-
-  cdf, cdf_offset = tables()
-  z_model = tfc.ContinuousBatchedEntropyModel(
-      prior_shape=hyper.prior.batch_shape, coding_rank=3, compression=True,
-      cdf=cdf, cdf_offset=cdf_offset, quantization_offset=offset,
-      range_coder_precision=PRECISION)
+  z_model = codec_core.z_entropy_model(hyper, PRECISION)
   y_model = tfc.LocationScaleIndexedEntropyModel(
       tfc.NoisyNormal, c.scale_levels, entropy.scale_table_fn(c),
       coding_rank=3, compression=True, range_coder_precision=PRECISION)
