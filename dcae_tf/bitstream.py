@@ -5,9 +5,8 @@
 """
 # pylint: disable=unused-import
 from dcae_tf.codec.container import (
-    CHECKSUM_SIZE, FINGERPRINT_SIZE, FORMAT_VERSION, MAGIC, MAX_DIM,
-    MAX_MAX_PIXELS, MAX_NAME_BYTES, MAX_STRING_BYTES, MAX_STRINGS,
-    header_size, peek_model, read_header)
+    CHECKSUM_SIZE, FINGERPRINT_SIZE, FORMAT_VERSION, HEADER_SIZE, MAGIC,
+    MAX_DIM, MAX_MAX_PIXELS, peek_fingerprint, read_header)
 from dcae_tf.codec.container_ops import pack, unpack
-from dcae_tf.codec.digest import symbols_digest
+from dcae_tf.codec.digest import DIGEST_SIZE, split_payload, symbols_digest
 from dcae_tf.codec.errors import LATENTS_MISMATCH, error_message

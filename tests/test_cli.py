@@ -26,7 +26,6 @@ PROG = "dcae-tf"
 MAX_PIXELS = 1 << 22
 # name -> (quantization step, lambda): a coarser step means fewer bits.
 FAKES = {"fake-hq": (1, 0.05), "fake-lq": (64, 0.001)}
-FAKE_STRINGS = 2
 
 
 class FakeCodec(tf.Module):
@@ -36,21 +35,24 @@ class FakeCodec(tf.Module):
     super().__init__(name=None)
     self.model_name = name
     self.step = step
-    self.fingerprint = hashlib.sha256(name.encode()).hexdigest()[:16]
+    self.fingerprint = self.fingerprint_of(name)
     self.metadata = dict(name=name, fingerprint=self.fingerprint,
                          preset="fake", lmbda=lmbda, metric="mse",
                          format_version=bitstream.FORMAT_VERSION)
+
+  @staticmethod
+  def fingerprint_of(name):
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
 
   def compress(self, image):
     step = tf.constant(self.step, tf.uint8)
     png = tf.io.encode_png(image // step * step)
     shape = tf.shape(image)
-    return bitstream.pack([png, tf.constant(b"")], shape[0], shape[1],
-                          self.model_name, self.fingerprint)
+    return bitstream.pack(png, shape[0], shape[1], self.fingerprint)
 
   def decompress(self, data):
-    height, width, (png, _) = bitstream.unpack(
-        data, self.model_name, self.fingerprint, FAKE_STRINGS, MAX_PIXELS)
+    height, width, png = bitstream.unpack(
+        data, self.fingerprint, MAX_PIXELS, self.model_name)
     image = tf.io.decode_png(png, channels=3)
     with tf.control_dependencies([tf.debugging.assert_equal(
         tf.shape(image)[:2], tf.stack([height, width]),
@@ -130,8 +132,8 @@ def test_round_trip_with_default_outputs(work):
   proc = run(work, "--model", "fake-hq", "compress", "a.png")
   assert "a.png -> a.png.dcae" in proc.stdout and "bpp" in proc.stdout
   assert bitstream.read_header((work / "a.png.dcae").read_bytes())[
-      "model_name"] == "fake-hq"
-  # The model is found from the bitstream header; no --model needed.
+      "fingerprint"] == FakeCodec("fake-hq", *FAKES["fake-hq"]).fingerprint
+  # The model is found from the bitstream's fingerprint; no --model needed.
   proc = run(work, "decompress", "a.png.dcae")
   assert "a.png.dcae -> a.png.dcae.png" in proc.stdout
   np.testing.assert_array_equal(
@@ -196,11 +198,15 @@ def test_target_bpp_picks_by_measured_rate(work, codecs):
     args = ["--target_bpp", target] + (["--bpp_strict"] if strict else [])
     proc = run(work, *args, "compress", "c.png", "t.dcae")
     assert f"model {expected}" in proc.stdout, (target, proc.stdout)
-    assert bitstream.peek_model((work / "t.dcae").read_bytes())[0] == expected
+    assert bitstream.peek_fingerprint((work / "t.dcae").read_bytes()) == (
+        codecs[expected].fingerprint)
   proc = run(work, "--target_bpp", bpp["fake-lq"] / 2, "--bpp_strict",
              "compress", "c.png", "t2.dcae", expect=1)
   assert_one_line_error(proc, "no model reaches")
   assert not (work / "t2.dcae").exists()
+
+
+_fingerprint = FakeCodec.fingerprint_of
 
 
 # Failures found without loading TensorFlow or a model: fast.
@@ -211,13 +217,18 @@ QUICK_FAILURES = {
                 ["a.png: not a DCAE bitstream"]),
     "truncated": (["decompress", "t.dcae", "out.png"],
                   ["t.dcae: truncated DCAE bitstream"]),
+    "old_format": (["decompress", "o.dcae", "out.png"],
+                   ["o.dcae: DCAE bitstream format version 1 not supported "
+                    f"(this is {bitstream.FORMAT_VERSION})"]),
     "wrong_model": (["--model", "fake-lq", "decompress", "good.dcae",
                      "out.png"],
-                    ["good.dcae was made by model fake-hq",
+                    ["good.dcae was made by the model with fingerprint "
+                     f"{_fingerprint('fake-hq')}",
                      "--model fake-lq is model fake-lq"]),
     "not_in_models_dir": (["--models_dir", "empty", "decompress",
                            "good.dcae", "out.png"],
-                          ["made by model fake-hq", "not in empty"]),
+                          ["made by the model with fingerprint "
+                           f"{_fingerprint('fake-hq')}", "not in empty"]),
     "unknown_model": (["--model", "nope", "compress", "a.png", "out.dcae"],
                       ["unknown model nope", "fake-hq, fake-lq"]),
     "ambiguous_model": (["compress", "a.png", "out.dcae"],
@@ -240,7 +251,8 @@ def bad_inputs(work, codecs):
   save(work / "g.gif", image)
   good = codecs["fake-hq"].compress(image)
   (work / "good.dcae").write_bytes(good)
-  (work / "t.dcae").write_bytes(good[:-5])
+  (work / "t.dcae").write_bytes(good[:bitstream.HEADER_SIZE - 5])
+  (work / "o.dcae").write_bytes(bitstream.MAGIC + b"\x01" + good[5:])
   (work / "c.dcae").write_bytes(good[:-3] + bytes([good[-3] ^ 1]) +
                                 good[-2:])
   (work / "empty").mkdir()

@@ -78,17 +78,24 @@ def test_warm_up_traces_only_what_it_is_asked_to():
 def test_header_is_self_describing(codec):
   data = codec.compress(smooth_image(33, 47)).numpy()
   header = bitstream.read_header(data)
-  assert header["model_name"] == "test-tiny"
   assert header["fingerprint"] == codec.fingerprint
   assert (header["height"], header["width"]) == (33, 47)
   assert header["format_version"] == bitstream.FORMAT_VERSION
+  # Besides the coded symbols: the container's header and the digest.
+  assert header["header_size"] == bitstream.HEADER_SIZE
+  assert header["payload_size"] == len(data) - bitstream.HEADER_SIZE
+  assert bitstream.HEADER_SIZE + bitstream.DIGEST_SIZE <= 40
 
 
-def test_other_model_is_refused_by_name(codec):
+def test_other_model_is_refused_by_fingerprint(codec):
   other = DCAECodec(DCAE("tiny").build_weights(), name="other-model")
+  assert other.fingerprint != codec.fingerprint
   data = other.compress(smooth_image(16, 16))
-  with pytest.raises(tf.errors.InvalidArgumentError, match="other-model"):
+  with pytest.raises(tf.errors.InvalidArgumentError) as info:
     codec.decompress(data)
+  assert bitstream.error_message(info.value) == (
+      f"bitstream was made by the model with fingerprint {other.fingerprint}; "
+      f"this is model test-tiny (fingerprint {codec.fingerprint})")
 
 
 def test_fingerprint_tracks_weights():
@@ -118,8 +125,8 @@ def test_decoder_with_other_scales_is_refused_not_wrong():
   """A decoder whose arithmetic gives other scales (here: slightly changed
   scale-network weights under the same fingerprint, as another CPU or TF
   build could) decodes other symbols: the stored digest of the coded
-  symbols (or, first, TFC's range decoder's own check) turns that into
-  one clear error, never a wrong image."""
+  symbols (or, first, the rANS decoder's own checks) turns that into one
+  clear error, never a wrong image."""
   tf.random.set_seed(1)
   codec = DCAECodec(DCAE("tiny").build_weights(), name="test-tiny")
   data = codec.compress(smooth_image(48, 64, seed=2)).numpy()
@@ -134,12 +141,12 @@ def test_decoder_with_other_scales_is_refused_not_wrong():
 
 def test_payload_damage_behind_a_valid_checksum_is_refused(codec):
   """The checksum is no MAC: a forged payload passes it. Flipping a bit
-  of the digest or of a y string, then re-sealing, is still refused."""
+  of the digest or of the rANS stream, then re-sealing, is still refused."""
   from tests.test_bitstream import reseal  # pylint: disable=import-outside-toplevel
   data = codec.compress(smooth_image(40, 40, seed=7)).numpy()
-  header = bitstream.read_header(data)
-  z_end = header["header_size"] + header["lengths"][0]
-  for pos in (len(data) - 1, z_end + 1):  # the digest; slice 0's string
+  # The digest; the stream's first word and its last byte (bypass bits).
+  for pos in (len(data) - 1, bitstream.HEADER_SIZE,
+              len(data) - bitstream.DIGEST_SIZE - 1):
     forged = bytearray(data)
     forged[pos] ^= 0x01
     with pytest.raises(tf.errors.InvalidArgumentError) as info:

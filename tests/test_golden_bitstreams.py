@@ -1,11 +1,12 @@
 """Bitstreams stay byte for byte what they were: the restructuring guard.
 
-Two stored bitstreams of one small image, made before the package was
-reorganised into layers: one by the shipped default model (its SavedModel,
-through the `dcae-tf` command line), one by an in-process `DCAECodec` of a
-`tiny` model initialised from a fixed seed (the model code as it computes
-now: any change of its numerics or of the container shows up as other
-bytes or another fingerprint).
+Two stored bitstreams of one small image in format version 2: one by the
+shipped default model (its SavedModel, through the `dcae-tf` command line),
+one by an in-process `DCAECodec` of a `tiny` model initialised from a fixed
+seed (the model code as it computes now: any change of its numerics, of
+the rANS coder or of the container shows up as other bytes or another
+fingerprint). The decoded pixels' hashes are older than the format: the
+coder changed what is stored, never what is decoded.
 """
 import hashlib
 import os

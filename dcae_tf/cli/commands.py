@@ -100,21 +100,21 @@ def decompress_file(flags, path, out):
     raise ValueError(f"{path}: image {header['height']}x{header['width']} "
                      f"exceeds --max_pixels {flags.max_pixels}")
   if getattr(flags, "server", None):
-    # The server's decoder checks the header's model itself.
-    info = flags.model or header["model_name"]
+    # The server's decoder checks the header's fingerprint itself.
+    info = flags.model
   elif flags.model:
     info = models_lib.resolve_model(flags)
     # The export's metadata.json says who it is without loading TensorFlow.
     meta = info.meta if "fingerprint" in info.meta else models_lib.get_codec(
         flags, info).metadata
-    if (meta.get("name"), meta.get("fingerprint")) != (
-        header["model_name"], header["fingerprint"]):
+    if meta.get("fingerprint") != header["fingerprint"]:
       raise ValueError(
-          f"{path} was made by model {header['model_name']} (fingerprint "
-          f"{header['fingerprint']}); --model {flags.model} is model "
+          f"{path} was made by the model with fingerprint "
+          f"{header['fingerprint']}; --model {flags.model} is model "
           f"{meta.get('name')} (fingerprint {meta.get('fingerprint')})")
   else:
     info = models_lib.find_model_for(flags, header, path)
+  name = info if isinstance(info, str) or info is None else info.dir_name
   codec = models_lib.get_codec(flags, info)
   try:
     image = models_lib.codec_call(codec.decompress, data)
@@ -123,7 +123,7 @@ def decompress_file(flags, path, out):
   dio.write_image(out, image)
   quality = _compare(flags, image, data)
   show(f"{path} -> {out}: {image.shape[1]}x{image.shape[0]} "
-         f"(model {header['model_name']}){quality}")
+         f"(model {name}){quality}")
   return len(data), os.path.getsize(out), _bpp(data, image)
 
 

@@ -58,16 +58,16 @@ def resolve_model(flags, model=None):
 
 
 def find_model_for(flags, header, path):
-  """The model in --models_dir that made a bitstream (by header name)."""
+  """The model in --models_dir that made a bitstream (by its fingerprint)."""
   try:
     models = list_models(flags.models_dir)
   except CliError:
     models = []
-  found = zoo.find_maker(models, header["model_name"], header["fingerprint"])
+  found = zoo.find_maker(models, header["fingerprint"])
   if found is not None:
     return found
-  raise CliError(f"{path} was made by model {header['model_name']} "
-                 f"(fingerprint {header['fingerprint']}), which is not in "
+  raise CliError(f"{path} was made by the model with fingerprint "
+                 f"{header['fingerprint']}, which is not in "
                  f"{flags.models_dir} (available: {zoo.names(models)}); use "
                  "--model or --models_dir")
 

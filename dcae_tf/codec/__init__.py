@@ -19,7 +19,7 @@ import importlib
 
 # Names of `core`, importable from the package.
 _CORE_NAMES = ("DCAECodec", "codec_from_checkpoint", "weights_fingerprint",
-               "z_entropy_model", "num_coded_strings", "NUMERICS_VERSION",
+               "z_entropy_model", "NUMERICS_VERSION",
                "RANGE_CODER_PRECISION", "PIXEL_MAX", "DEFAULT_MAX_PIXELS",
                "TRAINING_METADATA")
 __all__ = list(_CORE_NAMES)

@@ -6,14 +6,12 @@ eagerly, inside a `tf.function`, and inside a SavedModel signature served by
 TF Serving, without any custom op.
 
 `unpack` validates, in this order and before it slices out anything or lets
-the caller allocate an image: magic, version, that the header and the lengths
-table fit, that the string lengths add up to exactly the rest of the
-bitstream (truncated / trailing bytes), the checksum, the model name and
-fingerprint, the string count, and the image size (>= 1 and at most
-`max_pixels` pixels, checked without overflow). Every failure raises
+the caller allocate an image: magic, version, that the header fits, the
+checksum, the fingerprint, and the image size (>= 1 and at most `max_pixels`
+pixels, checked without overflow). Every failure raises
 `tf.errors.InvalidArgumentError`; the checksum is checked before the
 semantic fields so that a damaged header reads as "corrupted", never as a
-bogus model name or size.
+bogus model or size.
 
 Messages avoid quote characters because TensorFlow C-escapes them inside
 graph assertion messages; `errors.error_message` turns a graph-mode error back into
@@ -137,73 +135,56 @@ class _Validator:
 # ---------------------------------------------------------------------------
 # Public API.
 
-def pack(strings, height, width, model_name, fingerprint):
-  """Builds a bitstream from the codec's strings (see module docstring).
+def pack(payload, height, width, fingerprint):
+  """Builds a bitstream around a payload (see module docstring).
 
   Args:
-    strings: python list of tf.string scalars (z string, then y slices).
-      Empty strings are allowed.
+    payload: tf.string scalar (may be empty).
     height, width: integer scalars (tensors or python ints), the image size.
-    model_name: python str, the name of the model that made the strings.
     fingerprint: python str, 16 hex digits identifying the model's weights.
 
   Returns:
     A tf.string scalar.
   """
-  name = c.name_bytes(model_name)
   fp = c.fingerprint_bytes(fingerprint)
-  strings = [tf.convert_to_tensor(s, tf.string) for s in strings]
-  if len(strings) > c.MAX_STRINGS:
-    raise ValueError(f"at most {c.MAX_STRINGS} strings fit in a bitstream")
-  for s in strings:
-    if s.shape.rank not in (None, 0):
-      raise ValueError(f"each string must be a scalar, got shape {s.shape}")
+  payload = tf.convert_to_tensor(payload, tf.string)
+  if payload.shape.rank not in (None, 0):
+    raise ValueError(f"the payload must be a scalar, got shape {payload.shape}")
   height = tf.cast(height, tf.int64)
   width = tf.cast(width, tf.int64)
-  if strings:
-    lengths = tf.cast(tf.stack([tf.strings.length(s) for s in strings]),
-                      tf.int64)
-  else:
-    lengths = tf.zeros([0], tf.int64)
   check = _Validator()
   check.require(tf.logical_and(height >= 1, height <= c.MAX_DIM),
                 "cannot pack image height ", height)
   check.require(tf.logical_and(width >= 1, width <= c.MAX_DIM),
                 "cannot pack image width ", width)
-  height, width, lengths = check.gate(height, width, lengths)
+  height, width = check.gate(height, width)
   header = tf.strings.join([
-      tf.constant(c.MAGIC + bytes([c.FORMAT_VERSION, len(name)]) + name + fp),
+      tf.constant(c.MAGIC + bytes([c.FORMAT_VERSION]) + fp),
       _to_bytes(tf.stack([height, width]), c.DIM_SIZE),
-      tf.constant(len(strings).to_bytes(c.COUNT_SIZE, "big")),
-      _to_bytes(lengths, c.LENGTH_SIZE),
   ])
-  payload = tf.strings.join(strings) if strings else tf.constant(b"")
   return tf.strings.join([header, _checksum(header, payload), payload])
 
 
-def unpack(bitstream, model_name, fingerprint, num_strings, max_pixels):
-  """Validates a bitstream and splits it (see module docstring).
+def unpack(bitstream, fingerprint, max_pixels, model_name=None):
+  """Validates a bitstream and returns its image size and payload.
 
   Args:
     bitstream: tf.string scalar.
-    model_name, fingerprint: python strs, the decoding model's identity; the
-      bitstream must have been made by the same model.
-    num_strings: python int, the number of strings that model writes.
+    fingerprint: python str, the decoding model's fingerprint; the bitstream
+      must have been made by the same model.
     max_pixels: int (or int scalar tensor), largest height * width accepted,
       at most `c.MAX_MAX_PIXELS`.
+    model_name: python str naming the decoding model in the mismatch
+      message (optional).
 
   Returns:
-    (height, width, strings): int32 scalars and a python list of
-    `num_strings` tf.string scalars.
+    (height, width, payload): int32 scalars and a tf.string scalar.
 
   Raises:
     tf.errors.InvalidArgumentError: the bitstream is not a valid DCAE
       bitstream for this model (eagerly, or when the graph runs).
   """
-  expected_name = c.name_bytes(model_name)
   expected_fp = c.fingerprint_bytes(fingerprint)
-  if not 0 <= num_strings <= c.MAX_STRINGS:
-    raise ValueError(f"num_strings must be in [0, {c.MAX_STRINGS}]")
   if isinstance(max_pixels, int) and not 1 <= max_pixels <= c.MAX_MAX_PIXELS:
     raise ValueError(f"max_pixels must be in [1, {c.MAX_MAX_PIXELS}]")
   data = tf.convert_to_tensor(bitstream, tf.string)
@@ -211,66 +192,38 @@ def unpack(bitstream, model_name, fingerprint, num_strings, max_pixels):
     raise ValueError(f"bitstream must be a scalar, got shape {data.shape}")
   max_pixels = tf.cast(max_pixels, tf.int64)
   total = tf.cast(tf.strings.length(data), tf.int64)
-  name_text = expected_name.decode("utf-8")
-  fp_text = expected_fp.hex()
+  this = f"model {model_name} " if model_name else "model "
 
   check = _Validator()
   # substr(data, 0, n) never fails: it returns fewer bytes if data is short.
   check.require(
       tf.equal(_substr(data, 0, len(c.MAGIC)), c.MAGIC),
       "not a DCAE bitstream (", total, " bytes, no DCAE magic)")
-  check.require(total >= c.NAME_OFFSET,
+  check.require(total > c.VERSION_OFFSET,
                 "truncated DCAE bitstream: ", total, " bytes")
   data = check.gate(data)
   version = _field(data, c.VERSION_OFFSET, c.VERSION_SIZE)
   check.require(tf.equal(version, c.FORMAT_VERSION),
                 "DCAE bitstream format version ", version,
                 f" not supported (this is {c.FORMAT_VERSION})")
+  check.require(total >= c.HEADER_SIZE,
+                f"truncated DCAE bitstream: header needs {c.HEADER_SIZE}"
+                " bytes, got ", total)
   data = check.gate(data)
-  name_length = _field(data, c.NAME_LENGTH_OFFSET, c.NAME_LENGTH_SIZE)
-  count_end = c.NAME_OFFSET + name_length + c.AFTER_NAME_SIZE
-  check.require(total >= count_end + c.CHECKSUM_SIZE,
-                "truncated DCAE bitstream: header needs at least ",
-                count_end + c.CHECKSUM_SIZE, " bytes, got ", total)
-  data = check.gate(data)
-  count = _field(data, count_end - c.COUNT_SIZE, c.COUNT_SIZE)
-  lengths_end = count_end + c.LENGTH_SIZE * count
-  payload_start = lengths_end + c.CHECKSUM_SIZE
-  check.require(total >= payload_start,
-                "truncated DCAE bitstream: header with ", count,
-                " strings needs ", payload_start, " bytes, got ", total)
-  data = check.gate(data)
-  lengths = _from_bytes(
-      _substr(data, count_end, lengths_end - count_end),
-      c.LENGTH_SIZE)
-  payload_size = tf.reduce_sum(lengths)
-  available = total - payload_start
-  check.require(payload_size <= available,
-                "truncated DCAE bitstream: payload needs ", payload_size,
-                " bytes, got ", available)
-  check.require(payload_size >= available,
-                "DCAE bitstream has ", available - payload_size,
-                " bytes of trailing garbage")
-  data = check.gate(data)
-  stored = _substr(data, lengths_end, c.CHECKSUM_SIZE)
-  payload = _substr(data, payload_start, payload_size)
-  actual = _checksum(_substr(data, 0, lengths_end), payload)
+  payload = _substr(data, c.HEADER_SIZE, total - c.HEADER_SIZE)
+  stored = _substr(data, c.CHECKSUM_OFFSET, c.CHECKSUM_SIZE)
+  actual = _checksum(_substr(data, 0, c.CHECKSUM_OFFSET), payload)
   check.require(tf.equal(stored, actual),
                 "DCAE bitstream corrupted: checksum mismatch")
   data = check.gate(data)
-  name = _substr(data, c.NAME_OFFSET, name_length)
-  fp = _substr(data, c.NAME_OFFSET + name_length, c.FINGERPRINT_SIZE)
+  fp = _substr(data, c.FINGERPRINT_OFFSET, c.FINGERPRINT_SIZE)
   check.require(
-      tf.logical_and(tf.equal(name, expected_name), tf.equal(fp, expected_fp)),
-      "bitstream was made by model ", name, " (fingerprint ", _hex(fp),
-      f"); this is model {name_text} (fingerprint {fp_text})")
-  check.require(tf.equal(count, num_strings),
-                "DCAE bitstream has ", count,
-                f" strings; model {name_text} expects {num_strings}")
+      tf.equal(fp, expected_fp),
+      "bitstream was made by the model with fingerprint ", _hex(fp),
+      f"; this is {this}(fingerprint {expected_fp.hex()})")
   data = check.gate(data)
-  dims_offset = c.NAME_OFFSET + name_length + c.FINGERPRINT_SIZE
-  height = _field(data, dims_offset, c.DIM_SIZE)
-  width = _field(data, dims_offset + c.DIM_SIZE, c.DIM_SIZE)
+  height = _field(data, c.DIMS_OFFSET, c.DIM_SIZE)
+  width = _field(data, c.DIMS_OFFSET + c.DIM_SIZE, c.DIM_SIZE)
   check.require(tf.logical_and(height >= 1, width >= 1),
                 "invalid image size ", height, "x", width, " in DCAE bitstream")
   # height * width <= max_pixels  <=>  height <= max_pixels // width for
@@ -278,11 +231,6 @@ def unpack(bitstream, model_name, fingerprint, num_strings, max_pixels):
   check.require(height <= max_pixels // tf.maximum(width, 1),
                 "image ", height, "x", width, " exceeds max_pixels ",
                 max_pixels)
-  # Everything read from here on depends on all checks (indexing `lengths`
-  # before the count check would fail with an unclear message).
-  data, lengths, height, width = check.gate(data, lengths, height, width)
-  offsets = tf.cumsum(lengths, exclusive=True) + payload_start
-  strings = [_substr(data, offsets[i], lengths[i])
-             for i in range(num_strings)]
+  payload, height, width = check.gate(payload, height, width)
   # Cast after the checks: both are <= max_pixels <= c.MAX_MAX_PIXELS.
-  return tf.cast(height, tf.int32), tf.cast(width, tf.int32), strings
+  return tf.cast(height, tf.int32), tf.cast(width, tf.int32), payload

@@ -8,12 +8,20 @@ the same functions serve in-process use, export and TF Serving.
 Encoder and decoder run the same slice loop (`SliceEntropyModel.run`); the
 decoder's quantised latents are the encoder's bit for bit because both sides
 compute every mean and scale from identical inputs with identical graphs.
-The bitstream's last string is a digest of what the encoder coded (z_hat and
-the y symbols, `digest.symbols_digest`): a decoder that computes other
-scales (another runtime whose arithmetic differs enough to move a scale
-index) or reads a payload damaged behind a valid checksum gets other symbols
-back from the range decoder and fails with a clear error before it
-synthesises an image, instead of returning a wrong one.
+The symbols are coded by `dcae_tf.rans`, an entropy coder made of stock
+TensorFlow ops, with the quantised tables of TFC's entropy models: the
+graphs of `compress` and `decompress` (and so the SavedModels) hold no
+custom op, and stock TensorFlow Serving, `saved_model_cli` or any TF 2.14
+runtime runs them. TFC remains the source of the priors, the rate estimates
+and the tables, which are built once here, at construction.
+
+The payload is one rANS stream (z, then the y slices in order; the decoder
+resumes it slice after slice, since each slice's tables depend on the ones
+before) followed by a digest of the coded symbols (`digest.symbols_digest`):
+a decoder that computes other scales (another runtime whose arithmetic
+differs enough to move a scale index) or reads a payload damaged behind a
+valid checksum gets other symbols back and fails with a clear error before
+it synthesises an image, instead of returning a wrong one.
 """
 import hashlib
 
@@ -22,6 +30,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from dcae_tf import entropy
+from dcae_tf import rans
 from dcae_tf.codec import checkpoint
 from dcae_tf.codec import container
 from dcae_tf.codec import container_ops
@@ -83,12 +92,6 @@ def z_entropy_model(hyperprior, precision):
       quantization_offset=offset, range_coder_precision=precision)
 
 
-def num_coded_strings(config):
-  """Strings in a `DCAECodec` bitstream: z, the y slices, and the digest of
-  the coded symbols."""
-  return 1 + config.num_slices + 1
-
-
 class DCAECodec(tf.Module):
   """A DCAE model with range coding: uint8 image <-> bitstream."""
 
@@ -110,12 +113,14 @@ class DCAECodec(tf.Module):
     # E.g. how the model was trained; never overrides the identity above.
     for key, value in (extra_metadata or {}).items():
       self.metadata.setdefault(key, value)
-    self.num_strings = num_coded_strings(c)
     self.z_model = z_entropy_model(model.hyperprior, range_coder_precision)
     self.y_model = tfc.LocationScaleIndexedEntropyModel(
         tfc.NoisyNormal, c.scale_levels, entropy.scale_table_fn(c),
         coding_rank=3, compression=True,
         range_coder_precision=range_coder_precision)
+    # The rANS coder's view of the same tables (constants of the graphs).
+    self.z_tables = rans.batched_tables(self.z_model)
+    self.y_tables = rans.indexed_tables(self.y_model)
 
   # -- shared pieces -------------------------------------------------------
 
@@ -144,50 +149,58 @@ class DCAECodec(tf.Module):
     shape = tf.shape(image)
     x = tf.cast(image, tf.float32)[None] / PIXEL_MAX
     y, z = self.model.analysis(x)
-    z_string = self.z_model.compress(z)[0]
+    groups = [rans.batched_symbols(self.z_model, z)]
     z_hat = self.z_model.quantize(z)
     latent_scales, latent_means = self.model.hyper_synthesis(z_hat)
     y_slices = tf.split(y, self.config.num_slices, axis=-1)
-    # What the decoder must get back from the range decoder: z_hat (its
-    # prior is fixed, so its bits are the same everywhere) and the y symbols.
-    y_strings, symbols = [], [tf.bitcast(z_hat, tf.int32)]
 
     def quantize(i, mu, scale):
       index = entropy.scale_to_index(self.config, scale)
-      y_strings.append(self.y_model.compress(y_slices[i], index, mu)[0])
-      symbols.append(tf.round(y_slices[i] - mu))
-      return symbols[-1] + mu
+      groups.append(rans.indexed_symbols(self.y_model, y_slices[i], index, mu))
+      return rans.indexed_dequantize(self.y_model, groups[-1][0], mu)
 
     y_hat = self.model.slices.run(latent_scales, latent_means, quantize)
-    strings = [z_string] + y_strings + [digest.symbols_digest(symbols)]
-    data = container_ops.pack(strings, shape[0], shape[1], self.model_name,
-                          self.fingerprint)
+    stream = rans.encode(
+        groups, [self.z_tables] + [self.y_tables] * self.config.num_slices)
+    # What the decoder must get back: every coded symbol.
+    payload = tf.strings.join(
+        [stream, digest.symbols_digest([v for v, _ in groups])])
+    data = container_ops.pack(payload, shape[0], shape[1], self.fingerprint)
     return data, y_hat, shape[0], shape[1]
 
   def _decode_latents(self, data):
     """Returns (y_hat, height, width) of a bitstream, after its checks."""
-    height, width, strings = container_ops.unpack(
-        data, self.model_name, self.fingerprint,
-        self.num_strings, self.max_pixels)
+    height, width, payload = container_ops.unpack(
+        data, self.fingerprint, self.max_pixels, self.model_name)
+    stream, stored_digest = digest.split_payload(payload)
     _, (zh, zw) = self.config.latent_shapes(height, width)
-    z_hat = self.z_model.decompress(strings[0][None], tf.stack([zh, zw]))
+    z_shape = tf.concat([tf.stack([1, zh, zw]),
+                         self.z_model.prior_shape_tensor], 0)
+    state = rans.start(stream)
+    z_values, state = rans.decode_group(
+        state, rans.batched_index(self.z_model, z_shape), self.z_tables)
+    z_hat = rans.batched_dequantize(self.z_model, z_values, z_shape)
     latent_scales, latent_means = self.model.hyper_synthesis(z_hat)
-    y_strings, stored_digest = strings[1:-1], strings[-1]
-    symbols = [tf.bitcast(z_hat, tf.int32)]
+    symbols, states = [z_values], [state]
 
     def dequantize(i, mu, scale):
-      index = entropy.scale_to_index(self.config, scale)
-      y_q = self.y_model.decompress(y_strings[i][None], index, mu)
-      # The range decoder's integers, recovered exactly (|symbol| is far
-      # below float32's 2**24).
-      symbols.append(tf.round(y_q - mu))
-      return tf.ensure_shape(y_q, mu.shape)
+      del i  # The stream's next group is slice i.
+      index = rans.indexed_index(self.y_model,
+                                 entropy.scale_to_index(self.config, scale))
+      values, next_state = rans.decode_group(states[-1], index, self.y_tables)
+      symbols.append(values)
+      states.append(next_state)
+      return tf.ensure_shape(
+          rans.indexed_dequantize(self.y_model, values, mu), mu.shape)
 
     y_hat = self.model.slices.run(latent_scales, latent_means, dequantize)
-    check = tf.debugging.Assert(
-        tf.equal(digest.symbols_digest(symbols), stored_digest),
-        [errors.LATENTS_MISMATCH], summarize=1)
-    with tf.control_dependencies([check]):
+    checks = [
+        rans.finish(states[-1]),
+        tf.debugging.Assert(
+            tf.equal(digest.symbols_digest(symbols), stored_digest),
+            [errors.LATENTS_MISMATCH], summarize=1),
+    ]
+    with tf.control_dependencies(checks):
       return tf.identity(y_hat), height, width
 
   def _to_image(self, y_hat, height, width):

@@ -9,14 +9,14 @@ import codecs
 import re
 
 # A codec's decoder got other symbols back than its encoder coded (see
-# `symbols_digest`); TFC's range decoder reports some such cases itself, with
-# this text.
+# `digest.symbols_digest`).
 LATENTS_MISMATCH = (
     "DCAE bitstream decoded to other latents than its encoder coded: this "
     "decoder computes different scales (another TensorFlow build or CPU "
     "whose arithmetic differs from the encoder's), or the payload was "
     "damaged behind a valid checksum")
-_RANGE_DECODER_CHECK = "Sanity check failed"
+# The rANS decoder's own checks (`dcae_tf.rans`) start with this.
+_RANS_PREFIX = "rans: "
 
 _ASSERT_RE = re.compile(r"assertion failed: \[(.*?)\]\s*(?:\n|\[\[|$)",
                         re.DOTALL)
@@ -28,13 +28,13 @@ def error_message(error):
 
   Graph assertion failures read "Graph execution error: ... assertion
   failed: [text] [[{{node ...}}]]" with the text C-escaped; this returns
-  just the text. TFC's range decoder's "Sanity check failed." becomes
-  `LATENTS_MISMATCH`. Other errors: their first non-empty line without
-  "{{function_node ...}}" prefixes.
+  just the text. The rANS decoder's own checks run only behind a valid
+  checksum, so they fail for the reasons of `LATENTS_MISMATCH` and read as
+  it, with the check that failed in parentheses.
+  Other errors: their first non-empty line without "{{function_node ...}}"
+  prefixes.
   """
   text = getattr(error, "message", None) or str(error)
-  if _RANGE_DECODER_CHECK in text:
-    return LATENTS_MISMATCH + " (the range decoder's own check failed)"
   match = _ASSERT_RE.search(text)
   if match:
     escaped = match.group(1).encode("utf-8")
@@ -43,8 +43,10 @@ def error_message(error):
     except ValueError:
       text = match.group(1)
     # tf.debugging.assert_* append "[Condition ...] [x = ] [...]" fields.
-    text = text.split("] [")[0]
-    return " ".join(text.split())
+    text = " ".join(text.split("] [")[0].split())
+    if text.startswith(_RANS_PREFIX):
+      text = f"{LATENTS_MISMATCH} ({text[len(_RANS_PREFIX):]})"
+    return text
   lines = [_NODE_RE.sub("", line).strip() for line in text.splitlines()]
   lines = [l for l in lines if l and not l.startswith(
       ("Graph execution error", "Detected at node", "File ",

@@ -124,11 +124,9 @@ class ModelInfo:
     return (lmbda is None, lmbda or 0.0,
             sum(bpp) / 2 if bpp else float("inf"), self.name)
 
-  def made(self, model_name, fingerprint=None):
-    """Whether bitstreams with this header name (and fingerprint) are ours."""
-    if model_name not in (self.name, self.dir_name):
-      return False
-    return fingerprint is None or self.get("fingerprint") == fingerprint
+  def made(self, fingerprint):
+    """Whether bitstreams with this header fingerprint are ours."""
+    return self.get("fingerprint") == fingerprint
 
 
 def list_models(models_dir):
@@ -174,12 +172,13 @@ def find(models_dir, model):
   return None
 
 
-def find_maker(models, model_name, fingerprint):
-  """The model that made a bitstream with this header: same name and
-  fingerprint, else same name (the decoder then says what differs); None."""
-  exact = [m for m in models if m.made(model_name, fingerprint)]
-  same_name = [m for m in models if m.made(model_name)]
-  return (exact or same_name or [None])[0]
+def find_maker(models, fingerprint):
+  """The model that made a bitstream with this header fingerprint, or None.
+
+  The fingerprint covers the weights, architecture and arithmetic, so two
+  folders holding the same export are interchangeable: the first is taken.
+  """
+  return next((m for m in models if m.made(fingerprint)), None)
 
 
 def export_metadata(path):
