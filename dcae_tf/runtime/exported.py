@@ -1,17 +1,14 @@
 """A loaded export: `ExportedCodec`, the codec interface on its signatures.
 
-Loading (through `runtime.signatures`) needs only TensorFlow and
-tensorflow_compression (whose import registers the range-coding ops the
-real codec's graph uses), never the dcae_tf model code: an export is
-self-contained.
+Loading (through `runtime.signatures`) needs only TensorFlow, never the
+dcae_tf model code nor tensorflow_compression: an export is self-contained
+and its graphs use stock ops only.
 """
 import json
 import os
 import threading
 
 import tensorflow as tf
-# Registers TFC's range-coding ops, needed to load the real codec's graph.
-import tensorflow_compression  # pylint: disable=unused-import  # noqa: F401
 
 from dcae_tf.codec import heap
 from dcae_tf.codec.errors import error_message

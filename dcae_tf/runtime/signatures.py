@@ -21,7 +21,15 @@ Function names are given a suffix unique to the load (`_L<n>`): two exports
 generated names, and the runtime's function library is per process. The
 functions are removed from the runtime when the last `SignatureFunction` of
 the load is garbage-collected.
+
+Every op a SavedModel uses must be registered in this process before its
+functions reach the runtime. dcae_tf's own exports use only stock
+TensorFlow ops; a SavedModel that needs others (the range-coding ops of
+tensorflow_compression, in exports made with its coder) gets them from
+`CUSTOM_OPS_MODULE` if that is installed, imported only then, or is
+refused with the names of the missing ops.
 """
+import importlib
 import itertools
 import os
 import threading
@@ -33,6 +41,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 from tensorflow.python.eager import context
+from tensorflow.python.framework import op_def_registry
 from tensorflow.python.saved_model import nested_structure_coder
 
 from dcae_tf.runtime.layout import SAVED_MODEL_FILENAME
@@ -41,6 +50,8 @@ VARIABLES_PREFIX = os.path.join("variables", "variables")
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 VARIABLE_VALUE = "VARIABLE_VALUE"
 SIGNATURES_CHILD = "signatures"
+# Importing it registers the only custom ops a DCAE export may hold.
+CUSTOM_OPS_MODULE = "tensorflow_compression"
 
 _LOAD_IDS = itertools.count()
 
@@ -65,6 +76,41 @@ def _rename_name_attr_list(func, names, used):
     used.add(func.name)
   for attr in func.attr.values():
     _rename_attr(attr, names, used)
+
+
+def graph_ops(meta_graph):
+  """The op types a meta graph runs: its graph's nodes and its library
+  functions' nodes, less the calls of those functions."""
+  graph_def = meta_graph.graph_def
+  functions = {f.signature.name for f in graph_def.library.function}
+  ops = {node.op for node in graph_def.node}
+  for f in graph_def.library.function:
+    ops.update(node.op for node in f.node_def)
+  return ops - functions
+
+
+def unregistered_ops(meta_graph):
+  """Sorted op types of `meta_graph` that this process does not register."""
+  return sorted(op for op in graph_ops(meta_graph)
+                if op_def_registry.get(op) is None)
+
+
+def _check_ops(meta_graph, path):
+  """Registers what `meta_graph` needs beyond stock ops, or refuses it."""
+  missing = unregistered_ops(meta_graph)
+  if not missing:
+    return
+  try:
+    importlib.import_module(CUSTOM_OPS_MODULE)
+  except ImportError:
+    pass
+  missing = unregistered_ops(meta_graph)
+  if missing:
+    raise SavedModelError(
+        f"{path} uses ops this TensorFlow does not register: "
+        f"{', '.join(missing)} (custom ops: install the library that "
+        f"defines them, e.g. {CUSTOM_OPS_MODULE} for its range coder, or "
+        f"re-export the model with dcae_tf, whose exports need none)")
 
 
 class _Library:
@@ -177,6 +223,7 @@ class SavedSignatures:
       raise SavedModelError(f"expected one meta graph in {path}, found "
                             f"{len(saved_model.meta_graphs)}")
     meta_graph = saved_model.meta_graphs[0]
+    _check_ops(meta_graph, path)
     objects = meta_graph.object_graph_def
     if not objects.nodes:
       raise SavedModelError(f"{path} is a TF1 SavedModel (no object graph)")

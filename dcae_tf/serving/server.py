@@ -5,9 +5,10 @@
 
 It implements the parts of TF Serving that the codec needs -- Predict,
 GetModelMetadata and GetModelStatus -- in Python on top of
-`dcae_tf.runtime.exported.ExportedCodec`, so the export can be served without building
-a tensorflow_model_server that links TFC's range-coding ops. The same client
-works against either server.
+`dcae_tf.runtime.exported.ExportedCodec` (TensorFlow only, like the export's
+graphs), for hosts without TF Serving's binary or container. Stock TF
+Serving serves the same export; the same client works against either
+server.
 
 Like TF Serving it serves the newest version under the base path and picks
 up new versions while running: a poller loads a new version completely
