@@ -2,6 +2,10 @@
 
   python bin/export.py --checkpoint runs/x --name dcae-small-0067
   -> saved_models/dcae-small-0067/<next version>/
+
+`--checkpoint` may also be an export (a model folder or version directory):
+its weights are re-exported with this code's signatures and format, so a
+model's weights live in one place (`runtime.weights_source`).
 """
 import os
 import sys
@@ -10,7 +14,8 @@ from absl import app
 from absl import flags
 
 flags.DEFINE_string("checkpoint", None, "Model directory (bin/train.py "
-                    "--model_path or bin/convert.py --output).", required=True)
+                    "--model_path or bin/convert.py --output), or an export "
+                    "to re-export.", required=True)
 flags.DEFINE_string("name", None, "Model name (default: the directory's "
                     "name); also recorded in every bitstream header.")
 flags.DEFINE_string("models_dir", "saved_models", "Where exports live.")
@@ -33,13 +38,19 @@ def main(argv):
   # pylint: disable=import-outside-toplevel
   from dcae_tf import codec as codec_lib
   from dcae_tf import export
+  from dcae_tf.codec import checkpoint
+  from dcae_tf.runtime import weights_source
   name = FLAGS.name or os.path.basename(os.path.normpath(FLAGS.checkpoint))
   kwargs = {}
   if FLAGS.max_pixels:
     kwargs["max_pixels"] = FLAGS.max_pixels
   try:
-    codec = codec_lib.codec_from_checkpoint(
-        FLAGS.checkpoint, name=name, lmbda=FLAGS.lmbda, metric=FLAGS.metric,
+    if weights_source.is_export(FLAGS.checkpoint):
+      model, meta = weights_source.load_model(FLAGS.checkpoint)
+    else:
+      model, meta = checkpoint.load_model(FLAGS.checkpoint)
+    codec = codec_lib.codec_from_model(
+        model, meta, name=name, lmbda=FLAGS.lmbda, metric=FLAGS.metric,
         weight_dtype=FLAGS.weight_dtype, **kwargs)
     path = export.save_versioned(codec, os.path.join(FLAGS.models_dir, name),
                                  FLAGS.version)

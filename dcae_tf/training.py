@@ -42,6 +42,7 @@ from dcae_tf import config as config_lib
 from dcae_tf import data as data_lib
 from dcae_tf import losses as losses_lib
 from dcae_tf import model as model_lib
+from dcae_tf.runtime import weights_source
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # Official schedule: MultiStepLR(milestones=[46], gamma=0.1) over 50 epochs.
@@ -345,7 +346,9 @@ class Trainer:
         logging.info("ignoring init_from=%s: resuming %s", cfg.init_from,
                      cfg.model_path)
       return
-    if cfg.init_from:
+    if cfg.init_from and weights_source.is_export(cfg.init_from):
+      self._init_from_export(cfg.init_from)
+    elif cfg.init_from:
       source = tf.train.latest_checkpoint(cfg.init_from)
       if not source:
         raise ValueError(f"init_from: no checkpoint in {cfg.init_from}")
@@ -361,6 +364,26 @@ class Trainer:
         raise ValueError(f"init_from {source}: weights do not match the "
                          f"{cfg.preset!r} model: {str(e)[:300]}") from e
       logging.info("initialized model weights from %s", source)
+
+  def _init_from_export(self, path):
+    """Starts from the weights of an export (`runtime.weights_source`)."""
+    try:
+      source, meta = weights_source.load_model(path)
+    except (OSError, ValueError) as e:
+      raise ValueError(f"init_from {path}: {e}") from None
+    if meta["preset"] != self.cfg.preset:
+      raise ValueError(f"init_from {path} is a {meta['preset']!r} model, "
+                       f"not {self.cfg.preset!r}")
+    if len(self.model.variables) != len(source.variables):
+      raise ValueError(f"init_from {path}: {len(source.variables)} variables, "
+                       f"this model has {len(self.model.variables)}")
+    for target, value in zip(self.model.variables, source.variables):
+      if (target.name, target.shape) != (value.name, value.shape):
+        raise ValueError(f"init_from {path}: variable {value.name} does not "
+                         f"match {target.name} of this model")
+      target.assign(value)
+    logging.info("initialized model weights from export %s",
+                 meta["version_dir"])
 
   def _datasets(self, start_step):
     cfg = self.cfg
@@ -669,8 +692,9 @@ def define_flags(flag_values=flags.FLAGS):
                        "that many replicas without GPUs (0: do not split).",
                        **f)
   flags.DEFINE_string("init_from", None, "Start from the weights of this model "
-                      "directory (e.g. a converted official checkpoint); "
-                      "ignored when model_path already has a checkpoint.", **f)
+                      "directory (e.g. a converted official checkpoint) or "
+                      "export (saved_models/NAME); ignored when model_path "
+                      "already has a checkpoint.", **f)
   flags.DEFINE_enum("precision", None, list(model_lib.PRECISIONS),
                     "Keras policy of the transforms: float32, or mixed "
                     "bfloat16 / float16 (float32 variables; the entropy "

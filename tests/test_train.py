@@ -21,7 +21,9 @@ from absl import flags
 import tensorflow as tf
 
 from dcae_tf import checkpoint as ckpt_lib
+from dcae_tf import export
 from dcae_tf import training
+from dcae_tf.codec import DCAECodec
 from dcae_tf.model import DCAE
 from tests.test_data import write_images
 
@@ -293,6 +295,27 @@ def test_init_from_starts_from_a_converted_checkpoint(tmp_path, images):
   with pytest.raises(ValueError, match="is a 'small' model, not 'tiny'"):
     training.train(training.TrainConfig(**_config(
         tmp_path / "run2", train_glob, steps=1, init_from=other)))
+
+
+@pytest.mark.slow
+def test_init_from_starts_from_an_export(tmp_path, images):
+  """--init_from also takes an export (saved_models/NAME): a model's weights
+  are kept once, in its export, and a fine-tune starts from there."""
+  train_glob, _ = images
+  tf.keras.utils.set_random_seed(98)
+  model = DCAE("tiny").build_weights()
+  source = str(tmp_path / "exports" / "source")
+  export.save_versioned(DCAECodec(model, name="source"), source)
+  result = training.train(training.TrainConfig(**_config(
+      tmp_path / "run", train_glob, steps=1, init_from=source,
+      learning_rate=1e-12, checkpoint_every=1000)))
+  for a, b in zip(model.trainable_variables,
+                  result.model.trainable_variables):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-9)
+  with pytest.raises(ValueError, match="is a 'tiny' model, not 'small'"):
+    training.train(training.TrainConfig(**_config(
+        tmp_path / "run2", train_glob, steps=1, init_from=source,
+        preset="small")))
 
 
 @pytest.mark.slow

@@ -281,22 +281,34 @@ class DCAECodec(tf.Module):
     return y_hat, self._to_image(y_hat, height, width)
 
 
-def codec_from_checkpoint(directory, name=None, max_pixels=DEFAULT_MAX_PIXELS,
-                          lmbda=None, metric=None,
-                          weight_dtype=weights.FLOAT32):
-  """Builds a codec (with its coding tables) from a model directory.
+def codec_from_model(model, meta, name=None, max_pixels=DEFAULT_MAX_PIXELS,
+                     lmbda=None, metric=None, weight_dtype=weights.FLOAT32):
+  """Builds a codec (with its coding tables) from a float32 model and the
+  meta of its model directory (model.json) or export.
 
-  λ and metric are taken from the directory's model.json unless given.
-  `weight_dtype` "float16" stores the layer weights halved (see
-  `codec.weights`): half-size exports, same float32 computation. The
-  z quantisation offsets are used as stored: training refreshes them from
-  the prior (`HyperpriorModel.refresh_offset`), conversion loads the official
-  medians, so the codec quantises exactly as the checkpoint was evaluated.
+  λ and metric are taken from `meta` unless given. `weight_dtype`
+  "float16" stores the layer weights halved (see `codec.weights`):
+  half-size exports, same float32 computation.
   """
-  model, meta = checkpoint.load_model(directory)
   model = weights.with_weight_dtype(model, weight_dtype)
   return DCAECodec(
       model, name=name, max_pixels=max_pixels,
       lmbda=meta.get("lmbda") if lmbda is None else lmbda,
       metric=meta.get("metric") if metric is None else metric,
       extra_metadata={k: meta[k] for k in TRAINING_METADATA if k in meta})
+
+
+def codec_from_checkpoint(directory, name=None, max_pixels=DEFAULT_MAX_PIXELS,
+                          lmbda=None, metric=None,
+                          weight_dtype=weights.FLOAT32):
+  """Builds a codec from a model directory (see `codec_from_model`).
+
+  The z quantisation offsets are used as stored: training refreshes them
+  from the prior (`HyperpriorModel.refresh_offset`), conversion loads the
+  official medians, so the codec quantises exactly as the checkpoint was
+  evaluated.
+  """
+  model, meta = checkpoint.load_model(directory)
+  return codec_from_model(model, meta, name=name, max_pixels=max_pixels,
+                          lmbda=lmbda, metric=metric,
+                          weight_dtype=weight_dtype)

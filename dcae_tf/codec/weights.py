@@ -93,3 +93,19 @@ def with_weight_dtype(model, dtype):
   for source, target in zip(sources, targets):
     target.assign(tf.cast(source, target.dtype))
   return copy
+
+
+def as_float32(model):
+  """`model`, or a float32 copy of a model whose weights are stored halved
+  (the inverse of `with_weight_dtype`; exact, float16 values are float32
+  values)."""
+  if storage_dtype(model) == FLOAT32:
+    return model
+  copy = new_model(model.config, FLOAT32)
+  for source, target in zip(model.variables, copy.variables):
+    if (source.name, source.shape) != (target.name, target.shape):
+      raise ValueError("internal error: a rebuilt model's variables do not "
+                       "match the original's")
+    target.assign(tf.cast(source.value(), tf.float32))
+  return copy
+

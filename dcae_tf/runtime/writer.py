@@ -26,6 +26,10 @@ from dcae_tf.runtime.contract import (
     JSON, METADATA, RECONSTRUCT)
 from dcae_tf.runtime.layout import ExportError
 
+# The export module's attribute holding `codec.variables`, in order (its
+# checkpoint keys are `codec_variables/<i>/...`; `weights_source` reads them).
+VARIABLES_ATTRIBUTE = "codec_variables"
+
 
 class _ServingModule(tf.Module):
   """The exported object: the three signatures and the codec's variables.
@@ -39,7 +43,7 @@ class _ServingModule(tf.Module):
 
   def __init__(self, codec, metadata_json):
     super().__init__(name="dcae_export")
-    self.codec_variables = list(codec.variables)
+    setattr(self, VARIABLES_ATTRIBUTE, list(codec.variables))
 
     @tf.function(input_signature=[
         tf.TensorSpec([None, None, IMAGE_CHANNELS], tf.uint8, name=IMAGE)])
