@@ -34,7 +34,8 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # torch: the tests write and read real official-format .pth files.
-        "test": ["pytest>=7.4,<9", "pytest-timeout>=2.2", "torch==2.13.0"],
+        "test": ["pytest>=7.4,<9", "pytest-timeout>=2.2", "pytest-xdist==3.6.1",
+                 "torch==2.13.0"],
         # Only needed to read official .pth checkpoints.
         "torch": ["torch==2.13.0"],
     },
