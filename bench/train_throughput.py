@@ -391,7 +391,7 @@ def add_ratios(results):
 
 
 def format_table(results):
-  """Markdown table (pasteable into the README)."""
+  """Markdown table (pasteable into docs/training.md)."""
   header = ("| preset | precision | strategy | devices | global batch | "
             "images/s | s/step | first step (trace) s | peak RSS MiB | "
             "images/s vs 1 device | images/s vs float32 |")

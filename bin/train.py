@@ -6,7 +6,7 @@
 
 Rerun the same command to resume from the newest checkpoint in --model_path.
 TensorBoard: tensorboard --logdir runs/x. Multi-worker: set TF_CONFIG in
-every worker and pass --strategy multi_worker (see README, "Training").
+every worker and pass --strategy multi_worker (docs/training.md).
 """
 import os
 import sys

@@ -4,7 +4,7 @@ TensorFlow's first call of a large function builds and optimises its graph
 (Grappler) in hundreds of MB of C++ heap that it frees at once; glibc's
 malloc keeps most of those pages resident. A codec that trims them after a
 small warm-up call and before the real image's activations are allocated
-peaks 170-230 MiB lower (paper preset, 768x512; see README "Benchmarks").
+peaks 170-230 MiB lower (paper preset, 768x512; docs/performance.md, "Where the memory goes").
 """
 import ctypes
 import ctypes.util
