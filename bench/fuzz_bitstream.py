@@ -2,25 +2,28 @@
 
 Mutates valid bitstreams (truncations, bit flips, byte insertions and
 deletions, splices of two bitstreams, header field rewrites with and without
-a re-sealed checksum, payload bit flips behind a re-sealed checksum, random
-bytes) and checks that every mutation either
+a re-sealed checksum, payload bit flips, truncations and extensions behind a
+re-sealed checksum, random bytes) and checks that every mutation either
 raises InvalidArgumentError or decodes to exactly the original. Prints the
 count of each outcome and the throughput.
 
   python bench/fuzz_bitstream.py --n 20000
   python bench/fuzz_bitstream.py --n 2000 --model saved_models/NAME
 
-With --model, bitstreams are made by the exported model from small random
-images and each mutation is run through its `decompress` signature; a
-mutation the checksum cannot see must decode to the original image, and any
-other outcome than a clean error is counted as a failure. `tests/
+With --model, bitstreams are made by the exported model (container format
+`container.FORMAT_VERSION`) from small random images and each mutation is
+run through its `decompress` signature. Its payload is a rANS stream
+followed by the digest of the coded symbols, so payload damage behind a
+re-sealed checksum must be refused (by a check of the rANS decoder or by the
+digest) or decode to the original image; only a re-sealed header rewrite
+may decode to another image (of the size the header declares). Any other
+outcome than a clean error is counted as a failure. `tests/
 test_bitstream.py` imports `Mutator` from here (so the mutation corpus is
 shared); both honour DCAE_FUZZ_SEED.
 """
 import argparse
 import collections
 import os
-import struct
 import sys
 import tempfile
 import time
@@ -28,11 +31,17 @@ import time
 import numpy as np
 
 MUTATIONS = ("truncate", "bit_flip", "insert", "delete", "splice",
-             "rewrite", "rewrite_sealed", "payload_sealed", "random",
-             "random_magic", "append")
+             "rewrite", "rewrite_sealed", "payload_sealed", "resize_sealed",
+             "random", "random_magic", "append")
 # Mutations that re-seal the checksum: forged streams the checksum cannot
-# catch, which may decode (to an image of the declared size).
-SEALED = ("rewrite_sealed", "payload_sealed")
+# catch, which the container alone returns (another payload or image size).
+SEALED = ("rewrite_sealed", "payload_sealed", "resize_sealed")
+# Of those, the ones a codec may decode to another image: a rewritten image
+# size within the same latent size. Its payload ends with the digest of the
+# coded symbols, which refuses any other damage behind the checksum.
+CODEC_MAY_DIFFER = ("rewrite_sealed",)
+# Bytes an appending mutation adds, at most.
+MAX_APPENDED = 64
 DEFAULT_SEED = 20250601
 SEED_ENV = "DCAE_FUZZ_SEED"
 # Outcomes.
@@ -51,51 +60,38 @@ def fuzz_seed(default=DEFAULT_SEED):
 
 
 def header_fields(data):
-  """[(name, offset, size)] of the header fields of a valid bitstream."""
-  from dcae_tf import bitstream  # pylint: disable=import-outside-toplevel
-  header = bitstream.read_header(data)
-  magic = len(bitstream.MAGIC)
-  name_length = data[magic + 1]
-  fields = [("magic", 0, magic), ("version", magic, 1),
-            ("name_length", magic + 1, 1)]
-  pos = magic + 2
-  if name_length:
-    fields.append(("name", pos, name_length))
-  pos += name_length
-  fields.append(("fingerprint", pos, bitstream.FINGERPRINT_SIZE))
-  pos += bitstream.FINGERPRINT_SIZE
-  fields += [("height", pos, 4), ("width", pos + 4, 4),
-             ("num_strings", pos + 8, 2)]
-  pos += 10
-  for i in range(header["num_strings"]):
-    fields.append((f"length{i}", pos, 4))
-    pos += 4
-  fields.append(("checksum", pos, bitstream.CHECKSUM_SIZE))
-  return fields
+  """[(name, offset, size)] of the header fields of a valid bitstream.
+
+  The header has a fixed layout (`container`); `data` is parsed only to
+  refuse what is not a bitstream of this format.
+  """
+  from dcae_tf.codec import container  # pylint: disable=import-outside-toplevel
+  container.read_header(data)
+  return [("magic", 0, len(container.MAGIC)),
+          ("version", container.VERSION_OFFSET, container.VERSION_SIZE),
+          ("fingerprint", container.FINGERPRINT_OFFSET,
+           container.FINGERPRINT_SIZE),
+          ("height", container.DIMS_OFFSET, container.DIM_SIZE),
+          ("width", container.DIMS_OFFSET + container.DIM_SIZE,
+           container.DIM_SIZE),
+          ("checksum", container.CHECKSUM_OFFSET, container.CHECKSUM_SIZE)]
 
 
 def reseal(data, tf):
-  """Recomputes the checksum of a (mutated) bitstream, if it can be parsed.
+  """Recomputes the checksum of a (mutated) bitstream that has a header.
 
-  Lets a rewrite reach the checks behind the checksum (model name, string
-  count, image size), as a deliberately forged bitstream would.
+  Lets a mutation reach the checks behind the checksum (fingerprint, image
+  size, and in a codec the rANS decoder and the symbols digest), as a
+  deliberately forged bitstream would. Shorter data is returned unchanged.
   """
-  from dcae_tf import bitstream  # pylint: disable=import-outside-toplevel
-  magic = len(bitstream.MAGIC)
-  if len(data) < magic + 2:
+  from dcae_tf.codec import container  # pylint: disable=import-outside-toplevel
+  if len(data) < container.HEADER_SIZE:
     return data
-  name_length = data[magic + 1]
-  count_pos = magic + 2 + name_length + bitstream.FINGERPRINT_SIZE + 8
-  if len(data) < count_pos + 2:
-    return data
-  count, = struct.unpack_from(">H", data, count_pos)
-  lengths_end = count_pos + 2 + 4 * count
-  if len(data) < lengths_end + bitstream.CHECKSUM_SIZE:
-    return data
-  covered = data[:lengths_end] + data[lengths_end + bitstream.CHECKSUM_SIZE:]
-  digest = tf.fingerprint(tf.constant([covered]), method="farmhash64")
-  return (data[:lengths_end] + digest[0].numpy().tobytes() +
-          data[lengths_end + bitstream.CHECKSUM_SIZE:])
+  covered = data[:container.CHECKSUM_OFFSET] + data[container.HEADER_SIZE:]
+  digest = tf.fingerprint(tf.constant([covered]),
+                          method=container.CHECKSUM_METHOD)
+  return (data[:container.CHECKSUM_OFFSET] + digest[0].numpy().tobytes() +
+          data[container.HEADER_SIZE:])
 
 
 class Mutator:
@@ -136,6 +132,9 @@ class Mutator:
       other = self.corpus[int(rng.integers(len(self.corpus)))]
       out = data[:int(rng.integers(0, n + 1))] + other[
           int(rng.integers(0, len(other) + 1)):]
+      if out in self.corpus:
+        # E.g. all of `other`: a valid bitstream, the original of itself.
+        index = self.corpus.index(out)
     elif kind in ("rewrite", "rewrite_sealed"):
       fields = self.fields[index]
       _, offset, size = fields[int(rng.integers(len(fields)))]
@@ -154,24 +153,42 @@ class Mutator:
       if kind == "rewrite_sealed":
         out = reseal(out, self._tf)
     elif kind == "payload_sealed":
-      # Damage behind a valid checksum reaches the range decoder itself.
-      _, checksum_offset, checksum_size = self.fields[index][-1]
-      start = checksum_offset + checksum_size
+      # Damage behind a valid checksum reaches the rANS decoder itself.
+      start = self._payload_start(index)
       buf = bytearray(data)
       if start < n:
         for _ in range(int(rng.integers(1, 4))):
           pos = int(rng.integers(start, n))
           buf[pos] ^= 1 << int(rng.integers(0, 8))
       out = reseal(bytes(buf), self._tf)
+    elif kind == "resize_sealed":
+      # No length field: a shorter or longer payload is another payload,
+      # which only its decoder (rANS checks, symbols digest) can refuse.
+      start = self._payload_start(index)
+      if start < n and rng.integers(2):
+        out = data[:int(rng.integers(start, n))]
+      else:
+        out = data + self._rand_bytes(int(rng.integers(1, MAX_APPENDED + 1)))
+      out = reseal(out, self._tf)
     elif kind == "random":
       out = self._rand_bytes(int(rng.integers(0, 2 * n)))
     elif kind == "random_magic":
-      out = data[:6] + self._rand_bytes(int(rng.integers(0, 2 * n)))
+      # Magic and version kept, the rest random.
+      out = data[:self._end_of(index, "version")] + self._rand_bytes(
+          int(rng.integers(0, 2 * n)))
     elif kind == "append":
-      out = data + self._rand_bytes(int(rng.integers(1, 64)))
+      out = data + self._rand_bytes(int(rng.integers(1, MAX_APPENDED + 1)))
     else:
       raise ValueError(f"unknown mutation {kind!r}")
     return kind, index, out
+
+  def _end_of(self, index, field):
+    """Offset of the byte after a header field of corpus entry `index`."""
+    offset, size = {f: (o, s) for f, o, s in self.fields[index]}[field]
+    return offset + size
+
+  def _payload_start(self, index):
+    return self._end_of(index, "checksum")
 
 
 def classify(run, original, mutated, expected, same, time_limit):
@@ -199,63 +216,68 @@ def classify(run, original, mutated, expected, same, time_limit):
   return outcome, seconds, detail
 
 
-# Fake models of the container corpus: (name, fingerprint, strings each).
-CONTAINER_MODELS = (("fuzz-a", "0123456789abcdef", 1),
-                    ("fuzz-model-b", "fedcba9876543210", 3),
-                    ("fuzz-c\u00e9", "00000000ffffffff", 6))
+# Fake models of the container corpus: (name, fingerprint).
+CONTAINER_MODELS = (("fuzz-a", "0123456789abcdef"),
+                    ("fuzz-model-b", "fedcba9876543210"),
+                    ("fuzz-c\u00e9", "00000000ffffffff"))
+# Payload sizes of the container corpus (bytes).
+PAYLOAD_SIZES = (0, 1, 7, 80, 300)
+# Image sides of the container corpus: [1, MAX_CORPUS_SIDE).
+MAX_CORPUS_SIDE = 300
 
 
 def container_corpus(tf, rng, count):
-  """`count` valid bitstreams of random strings (some empty)."""
-  from dcae_tf import bitstream  # pylint: disable=import-outside-toplevel
+  """`count` valid bitstreams of random payloads (some empty)."""
+  from dcae_tf.codec import container_ops  # pylint: disable=import-outside-toplevel
   corpus = []
   for i in range(count):
-    name, fingerprint, num = CONTAINER_MODELS[i % len(CONTAINER_MODELS)]
-    strings = [rng.integers(0, 256, size=int(rng.choice([0, 1, 7, 80])),
-                            dtype=np.uint8).tobytes() for _ in range(num)]
-    entry = dict(strings=strings, height=int(rng.integers(1, 300)),
-                 width=int(rng.integers(1, 300)), name=name,
+    name, fingerprint = CONTAINER_MODELS[i % len(CONTAINER_MODELS)]
+    payload = rng.integers(0, 256, size=int(rng.choice(PAYLOAD_SIZES)),
+                           dtype=np.uint8).tobytes()
+    entry = dict(payload=payload,
+                 height=int(rng.integers(1, MAX_CORPUS_SIDE)),
+                 width=int(rng.integers(1, MAX_CORPUS_SIDE)), name=name,
                  fingerprint=fingerprint)
-    entry["data"] = bitstream.pack(
-        [tf.constant(s) for s in strings], entry["height"], entry["width"],
-        name, fingerprint).numpy()
+    entry["data"] = container_ops.pack(
+        tf.constant(payload), entry["height"], entry["width"],
+        fingerprint).numpy()
     corpus.append(entry)
   return corpus
 
 
 def container_decoders(tf, max_pixels, directory):
-  """{model name: run(bytes) -> (height, width, strings)} as served.
+  """{model name: run(bytes) -> (height, width, payload)} as served.
 
   Each fake model's `unpack` is wrapped in a signature, saved as a
   SavedModel and loaded back: that is the serving path, and a loaded
   signature raises errors ~50x faster than a Python-traced tf.function
   (which serializes its stack traces on every error).
   """
-  from dcae_tf import bitstream  # pylint: disable=import-outside-toplevel
+  from dcae_tf.codec import container_ops  # pylint: disable=import-outside-toplevel
 
-  def decoder(name, fingerprint, num):
+  def decoder(name, fingerprint):
     @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
     def decode(data):
-      height, width, strings = bitstream.unpack(data, name, fingerprint, num,
-                                                max_pixels)
-      return {"height": height, "width": width, "strings": tf.stack(strings)}
+      height, width, payload = container_ops.unpack(
+          data, fingerprint, max_pixels, model_name=name)
+      return {"height": height, "width": width, "payload": payload}
     return decode
 
   module = tf.Module()
   signatures = {}
-  for i, (name, fingerprint, num) in enumerate(CONTAINER_MODELS):
-    signatures[f"decode{i}"] = decoder(name, fingerprint, num)
+  for i, (name, fingerprint) in enumerate(CONTAINER_MODELS):
+    signatures[f"decode{i}"] = decoder(name, fingerprint)
     setattr(module, f"decode{i}", signatures[f"decode{i}"])
   tf.saved_model.save(module, directory, signatures=signatures)
   loaded = tf.saved_model.load(directory)
   runs = {}
-  for i, (name, _, _) in enumerate(CONTAINER_MODELS):
+  for i, (name, _) in enumerate(CONTAINER_MODELS):
     signature = loaded.signatures[f"decode{i}"]
 
     def run(data, signature=signature):
       out = signature(data=tf.constant(data))
       return (int(out["height"]), int(out["width"]),
-              list(out["strings"].numpy()))
+              out["payload"].numpy())
     runs[name] = run
   return runs
 
@@ -288,6 +310,7 @@ def main(argv=None):
   # Mutations that may legitimately decode to something else.
   may_differ = SEALED
   if args.model:
+    from dcae_tf.codec import container  # pylint: disable=import-outside-toplevel
     from dcae_tf.export import load_exported  # pylint: disable=import-outside-toplevel
     codec = load_exported(args.model)
     corpus, expected = [], []
@@ -297,28 +320,27 @@ def main(argv=None):
       data = codec.compress(image)
       corpus.append(data)
       expected.append(codec.decompress_tensor(tf.constant(data)).numpy())
+    try:
+      container.read_header(corpus[0])
+    except ValueError as e:
+      # E.g. an export made with another container format version.
+      print(f"error: cannot fuzz {args.model}: its bitstreams: {e}",
+            file=sys.stderr)
+      return 2
     runs = [lambda d: codec.decompress_tensor(tf.constant(d)).numpy()] * len(
         corpus)
     same = lambda a, b: a.shape == b.shape and np.array_equal(a, b)  # noqa: E731
     what = f"model {codec.metadata.get('name')} ({codec.path})"
-    # Its bitstreams end with the digest of the coded symbols (exports made
-    # since 2026-11-26): payload damage behind a re-sealed checksum must
-    # then be refused, or change nothing the range decoder reads.
-    from dcae_tf import bitstream, config  # pylint: disable=import-outside-toplevel
-    from dcae_tf import codec as codec_lib  # pylint: disable=import-outside-toplevel
-    if bitstream.read_header(corpus[0])["num_strings"] == (
-        codec_lib.num_coded_strings(
-            config.get_config(codec.metadata["preset"]))):
-      may_differ = ("rewrite_sealed",)
+    may_differ = CODEC_MAY_DIFFER
   else:
     entries = container_corpus(tf, rng, args.corpus)
     corpus = [e["data"] for e in entries]
     with tempfile.TemporaryDirectory() as tmp:
       decoders = container_decoders(tf, args.max_pixels, tmp)
     runs = [decoders[e["name"]] for e in entries]
-    expected = [(e["height"], e["width"], e["strings"]) for e in entries]
+    expected = [(e["height"], e["width"], e["payload"]) for e in entries]
     same = lambda a, b: a == b  # noqa: E731
-    what = "container (bitstream.unpack in a loaded SavedModel signature)"
+    what = "container (container_ops.unpack in a loaded SavedModel signature)"
 
   # Warm up (tracing) outside the timed loop.
   for run, data in zip(runs, corpus):
@@ -336,7 +358,7 @@ def main(argv=None):
         args.time_limit)
     if outcome == WRONG and kind in may_differ:
       # A forged (re-sealed) bitstream may legitimately decode to something
-      # else, e.g. string lengths moved around: the checksum is no MAC.
+      # else, e.g. another image size: the checksum is no MAC.
       outcome = VALID
     counts[outcome] += 1
     by_kind[kind][outcome] += 1
