@@ -28,10 +28,11 @@ HELD_OUT = os.path.join(ROOT, "data", "test")
 TRAIN = os.path.join(ROOT, "data", "train")
 HELD_OUT_PHOTO = os.path.join(HELD_OUT, "picosdeeuropa_by_aitzol_berasategi.png")
 MIN_MODELS = 2
-# The budget of issue 7 for everything under saved_models/. Two `small`
-# exports with all four signatures take about 36 MB: 8.7 MB of float16
-# weights (bin/export.py --weight_dtype float16) and 8.7 MB of graph each.
-MAX_TOTAL_BYTES = 40 * 10 ** 6
+# The budget of issue 18 for everything under saved_models/. Two `small`
+# exports take about 45 MB: 8.6 MB of float16 weights
+# (bin/export.py --weight_dtype float16) and 14 MB of graph each (the rANS
+# coder's loops are in the compress and decompress graphs).
+MAX_TOTAL_BYTES = 80 * 10 ** 6
 RATE_RTOL = 0.01
 JPEG_QUALITIES = range(1, 101)
 

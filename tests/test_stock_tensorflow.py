@@ -110,13 +110,7 @@ def _shipped_version_dirs():
 
 
 SHIPPED_EXPORTS = _shipped_version_dirs()
-# The shipped exports hold TFC's range-coding ops until they are exported
-# again with the stock-op coder; that re-export removes this mark.
-NEEDS_REEXPORT = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="the shipped exports hold TFC's range-coding ops until re-exported")
-EXPORTS = [TINY] + [pytest.param(name, marks=NEEDS_REEXPORT)
-                    for name in sorted(SHIPPED_EXPORTS)]
+EXPORTS = [TINY] + sorted(SHIPPED_EXPORTS)
 
 
 def _image():

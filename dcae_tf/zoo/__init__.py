@@ -77,7 +77,7 @@ class ModelInfo:
     dir_name: the model's folder name (what --model takes).
     path: the model's folder, or the version directory given.
     version_dir: its newest complete version (or the version given).
-    meta: the version's metadata.json, updated by the model's card.
+    meta: the model's card, updated by the version's metadata.json.
     name: the model name its bitstreams carry (else dir_name).
   """
 
@@ -95,8 +95,11 @@ class ModelInfo:
       self.version_dir = os.path.join(path, str(versions[-1]))
       base = path
     self.base_path = base
-    meta = _read_json(layout.metadata_path(self.version_dir))
-    meta.update(_read_json(os.path.join(base, MODEL_CARD_FILE)))
+    # The card adds measurements; the export's own metadata (identity:
+    # name, fingerprint, format) wins over a card written for another
+    # version.
+    meta = _read_json(os.path.join(base, MODEL_CARD_FILE))
+    meta.update(_read_json(layout.metadata_path(self.version_dir)))
     self.meta = meta
     self.name = meta.get("name") or name
 
