@@ -43,7 +43,13 @@ SWEEP_LANES = (1, 4, 8, 16, 32, 64, 128)
 
 
 def load_codec(model_dir):
-  """A `DCAECodec` holding an export's variables (its latents, its tables)."""
+  """A `DCAECodec` of an export's weights.
+
+  The export's variables are read into a codec of a fresh model; the codec
+  is then built again from the restored model, so that its fingerprint and
+  its coding tables (whose layout is fixed when they are built) are those
+  of the export's weights, not of the fresh model's.
+  """
   version = max(int(v) for v in os.listdir(model_dir) if v.isdigit())
   with open(os.path.join(model_dir, str(version), "metadata.json")) as f:
     meta = json.load(f)
@@ -53,7 +59,7 @@ def load_codec(model_dir):
   checkpoint = tf.train.Checkpoint(codec_variables=list(codec.variables))
   checkpoint.read(os.path.join(model_dir, str(version), "variables",
                                "variables")).assert_existing_objects_matched()
-  return codec
+  return codec_lib.DCAECodec(codec.model, name=meta["name"])
 
 
 def latents_function(codec):
