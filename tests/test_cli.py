@@ -199,7 +199,7 @@ def test_target_bpp_picks_by_measured_rate(work, codecs):
     proc = run(work, *args, "compress", "c.png", "t.dcae")
     assert f"model {expected}" in proc.stdout, (target, proc.stdout)
     assert bitstream.peek_fingerprint((work / "t.dcae").read_bytes()) == (
-        codecs[expected].fingerprint)
+        _fingerprint(expected))
   proc = run(work, "--target_bpp", bpp["fake-lq"] / 2, "--bpp_strict",
              "compress", "c.png", "t2.dcae", expect=1)
   assert_one_line_error(proc, "no model reaches")
