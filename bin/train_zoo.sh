@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The zoo's training recipe: one base model at a middle rate, fine-tuned to
+# the other rates (a fine-tune costs a fraction of a run from scratch), then
+# exported with float16 weights and a model card each.
+#
+#   bin/train_zoo.sh train    # base, then every fine-tune (resumes; rerun after a kill)
+#   bin/train_zoo.sh export   # saved_models/dcae-small-mse-<λ digits>, cards, DEFAULT
+#
+# Every stage checkpoints into runs/zoo_<λ digits> and resumes from there when
+# rerun; a stage whose run has reached its step count is skipped. The base
+# starts from INIT (default: the shipped 0.0018 model's export), each fine-tune
+# from the base's newest checkpoint when it first starts. Settings come from
+# the environment:
+#   BASE_LAMBDA (0.0067)  FT_LAMBDAS ("0.0018 0.0035 0.013 0.025")
+#   BASE_STEPS (20000)    FT_STEPS (4000: lr x0.1 over the last fifth)
+#   PRESET (small)  CROP (128)  BATCH (8)  GLOB (data/zoo_train)
+#   RUNS_DIR (runs)  MODELS_DIR (saved_models)  PYTHON (.venv/bin/python)
+set -euo pipefail
+
+ROOT_DIR="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT_DIR"
+PYTHON="${PYTHON:-.venv/bin/python}"
+PRESET="${PRESET:-small}"
+BASE_LAMBDA="${BASE_LAMBDA:-0.0067}"
+FT_LAMBDAS="${FT_LAMBDAS:-0.0018 0.0035 0.013 0.025}"
+BASE_STEPS="${BASE_STEPS:-20000}"
+FT_STEPS="${FT_STEPS:-4000}"
+INIT="${INIT:-saved_models/dcae-small-mse-0018}"
+RUNS_DIR="${RUNS_DIR:-runs}"
+MODELS_DIR="${MODELS_DIR:-saved_models}"
+GLOB="${GLOB:-data/zoo_train}"
+
+digits() { echo "${1#0.}"; }          # 0.0067 -> 0067
+run_dir() { echo "$RUNS_DIR/zoo_$(digits "$1")"; }
+model_name() { echo "dcae-$PRESET-mse-$(digits "$1")"; }
+
+train() {  # lambda steps init lr decay_step
+  "$PYTHON" bin/train.py --preset "$PRESET" --lmbda "$1" \
+    --train_glob "$GLOB" --val_glob data/test --model_path "$(run_dir "$1")" \
+    --init_from "$3" --steps "$2" --learning_rate "$4" --lr_decay_step "$5" \
+    --batch_size "${BATCH:-8}" --crop_size "${CROP:-128}" \
+    --checkpoint_every 250 --validate_every 500 --log_every 50 \
+    --keep_checkpoints 2
+}
+
+case "${1:-}" in
+  train)
+    [ -d "$GLOB" ] || bash bin/get_training_data.sh "$GLOB"
+    train "$BASE_LAMBDA" "$BASE_STEPS" "$INIT" 3e-4 0
+    for lmbda in $FT_LAMBDAS; do
+      train "$lmbda" "$FT_STEPS" "$(run_dir "$BASE_LAMBDA")" 1e-4 \
+        $((FT_STEPS * 4 / 5))
+    done
+    ;;
+  export)
+    for lmbda in $BASE_LAMBDA $FT_LAMBDAS; do
+      "$PYTHON" bin/export.py --checkpoint "$(run_dir "$lmbda")" \
+        --name "$(model_name "$lmbda")" --models_dir "$MODELS_DIR" \
+        --weight_dtype float16
+    done
+    echo "$(model_name "$BASE_LAMBDA")" > "$MODELS_DIR/DEFAULT"
+    models=()
+    for lmbda in $BASE_LAMBDA $FT_LAMBDAS; do
+      models+=("$MODELS_DIR/$(model_name "$lmbda")")
+    done
+    "$PYTHON" bin/evaluate.py --models "${models[@]}" --images data/test \
+      --output results/zoo --model_cards \
+      --qualities 1,2,3,5,7,10,15,20,30,50,70,90
+    ;;
+  *)
+    echo "usage: bin/train_zoo.sh {train|export}" >&2
+    exit 2
+    ;;
+esac
