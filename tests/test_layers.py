@@ -35,21 +35,23 @@ LAYERS = (
     ("applications", ("dcae_tf.evaluation", "dcae_tf.evaluation.*",
                       "dcae_tf.serving", "dcae_tf.serving.*",
                       "dcae_tf.training", "dcae_tf.training.*",
-                      "dcae_tf.data", "dcae_tf.convert")),
+                      "dcae_tf.data", "dcae_tf.corpus", "dcae_tf.corpus.*",
+                      "dcae_tf.convert")),
     ("command line", ("dcae_tf.cli", "dcae_tf.cli.*", "dcae_tf.__main__")),
 )
 # Layers whose packages are independent of each other: module -> its app.
 INDEPENDENT = {"applications": {
     "dcae_tf.evaluation": "evaluation", "dcae_tf.serving": "serving",
     "dcae_tf.training": "training", "dcae_tf.data": "training",
-    "dcae_tf.convert": "convert"}}
+    "dcae_tf.corpus": "corpus", "dcae_tf.convert": "convert"}}
 # Importable without TensorFlow: `dcae-tf models`, header checks and the
 # model store start at once.
 TF_FREE = ("dcae_tf", "dcae_tf.config", "dcae_tf.io",
            "dcae_tf.codec", "dcae_tf.codec.container", "dcae_tf.codec.errors",
            "dcae_tf.codec.metadata", "dcae_tf.codec.warmup",
            "dcae_tf.codec.heap", "dcae_tf.runtime", "dcae_tf.runtime.layout",
-           "dcae_tf.runtime.contract", "dcae_tf.zoo", "dcae_tf.cli")
+           "dcae_tf.runtime.contract", "dcae_tf.zoo", "dcae_tf.cli",
+           "dcae_tf.corpus.prepare")
 
 
 def module_files(root, package):

@@ -11,13 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dcae_tf.corpus import containers
+from dcae_tf.corpus import prepare as prepare_lib
+from dcae_tf.corpus import selection
+
 _PATH = os.path.join(os.path.dirname(__file__), "..", "bin",
                      "prepare_training_data.py")
 _spec = importlib.util.spec_from_file_location("prepare_training_data", _PATH)
 ptd = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ptd)
 
-HEADER = "\t".join(ptd.SOURCE_FIELDS)
+HEADER = "\t".join(selection.SOURCE_FIELDS)
 
 
 def _photo(width, height, seed):
@@ -42,7 +46,7 @@ def _sources(path, rows):
     f.write("# comment\n" + HEADER + "\n")
     for r in rows:
       f.write("\t".join(r) + "\n")
-  return ptd.read_sources(path)
+  return selection.read_sources(path)
 
 
 @pytest.fixture
@@ -81,7 +85,7 @@ def layout(tmp_path):
 
 def _run(layout, log):
   sources, root, out, heldout = layout
-  return ptd.prepare(sources, root, out, heldout, min_images=1,
+  return prepare_lib.prepare(sources, root, out, heldout, min_images=1,
                      log=log.append)
 
 
@@ -106,7 +110,7 @@ def test_resize_skip_naming_and_manifest(layout):
   assert "pkg-a__gone.png: missing in pkg-a 1.0-1" in text
   assert "pkg-b__copy.png: skipped, near-duplicate of pkg-a__big_photo.png" \
       in text
-  with open(os.path.join(out, ptd.MANIFEST)) as f:
+  with open(os.path.join(out, prepare_lib.MANIFEST)) as f:
     manifest = list(csv.DictReader(f, delimiter="\t"))
   assert [m["file"] for m in manifest] == [r["file"] for r in rows]
   for m in manifest:
@@ -121,13 +125,13 @@ def test_resize_skip_naming_and_manifest(layout):
 def test_rerun_is_idempotent_and_repairs(layout):
   _run(layout, [])
   out = layout[2]
-  with open(os.path.join(out, ptd.MANIFEST), "rb") as f:
+  with open(os.path.join(out, prepare_lib.MANIFEST), "rb") as f:
     first = f.read()
   log = []
   _run(layout, log)
   assert any("pkg-a__big_photo.png: kept" in l for l in log)
   assert not any(": written" in l for l in log)
-  with open(os.path.join(out, ptd.MANIFEST), "rb") as f:
+  with open(os.path.join(out, prepare_lib.MANIFEST), "rb") as f:
     assert f.read() == first
   # A damaged file is re-derived from its source.
   with open(os.path.join(out, "pkg-a__tall.png"), "wb") as f:
@@ -135,22 +139,23 @@ def test_rerun_is_idempotent_and_repairs(layout):
   log = []
   _run(layout, log)
   assert any("pkg-a__tall.png: written 512x1024" in l for l in log)
-  with open(os.path.join(out, ptd.MANIFEST), "rb") as f:
+  with open(os.path.join(out, prepare_lib.MANIFEST), "rb") as f:
     assert f.read() == first
 
 
 def test_too_few_images_is_an_error_and_keeps_the_manifest(layout, tmp_path):
   sources, root, out, heldout = layout
-  with pytest.raises(ptd.PrepareError, match="only 4 images"):
-    ptd.prepare(sources, root, out, heldout, min_images=5, log=lambda _: None)
-  assert not os.path.exists(os.path.join(out, ptd.MANIFEST))
+  with pytest.raises(selection.PrepareError, match="only 4 images"):
+    prepare_lib.prepare(sources, root, out, heldout, min_images=5,
+                        log=lambda _: None)
+  assert not os.path.exists(os.path.join(out, prepare_lib.MANIFEST))
   _run(layout, [])
-  with open(os.path.join(out, ptd.MANIFEST), "rb") as f:
+  with open(os.path.join(out, prepare_lib.MANIFEST), "rb") as f:
     good = f.read()
-  with pytest.raises(ptd.PrepareError, match="only 0 images"):
-    ptd.prepare(sources, str(tmp_path / "nowhere"), out, heldout,
+  with pytest.raises(selection.PrepareError, match="only 0 images"):
+    prepare_lib.prepare(sources, str(tmp_path / "nowhere"), out, heldout,
                 min_images=1, log=lambda _: None)
-  with open(os.path.join(out, ptd.MANIFEST), "rb") as f:
+  with open(os.path.join(out, prepare_lib.MANIFEST), "rb") as f:
     assert f.read() == good
   assert len(os.listdir(out)) == 5  # 4 images and the manifest
 
@@ -165,17 +170,17 @@ def test_bad_sources_header_is_one_line_error(tmp_path, capsys):
 
 
 def test_target_size_rule():
-  assert ptd.target_size(4000, 1000) == (1024, 256)
-  assert ptd.target_size(4000, 990) is None
-  assert ptd.target_size(300, 256) == (300, 256)
-  assert ptd.target_size(300, 255) is None
+  assert selection.target_size(4000, 1000) == (1024, 256)
+  assert selection.target_size(4000, 990) is None
+  assert selection.target_size(300, 256) == (300, 256)
+  assert selection.target_size(300, 255) is None
 
 
 def test_committed_sources_list_parses():
   path = os.path.join(os.path.dirname(__file__), "..", "data",
                       "training_sources.tsv")
-  sources = ptd.read_sources(path)
-  assert len(sources) >= ptd.MIN_IMAGES
+  sources = selection.read_sources(path)
+  assert len(sources) >= prepare_lib.MIN_IMAGES
   heldout = ("picosdeeuropa", "picture_0b", "seeding", "wine", "coffee")
   assert not [s for s in sources if s.name.lower().startswith(heldout)]
 
@@ -230,9 +235,9 @@ def _rcc(files, version=2):
   for kind, name, a, b in nodes:
     noff = name_offset(name) if name else 0
     if kind == "dir":
-      entry = struct.pack(">IHII", noff, ptd.RCC_DIRECTORY, a, b)
+      entry = struct.pack(">IHII", noff, containers.RCC_DIRECTORY, a, b)
     else:
-      flags = ptd.RCC_COMPRESSED_ZLIB if b else 0
+      flags = containers.RCC_COMPRESSED_ZLIB if b else 0
       entry = struct.pack(">IHHHI", noff, flags, 0, 0, a)
     table += entry + (b"" if version == 1 else b"\0" * 8)
   assert len(table) == node_size * len(nodes)
@@ -240,8 +245,8 @@ def _rcc(files, version=2):
   tree_at = header_size
   blobs_at = tree_at + len(table)
   names_at = blobs_at + len(blobs)
-  return (ptd.RCC_MAGIC + struct.pack(">IIII", version, tree_at, blobs_at,
-                                      names_at) + table + blobs + names)
+  header = struct.pack(">IIII", version, tree_at, blobs_at, names_at)
+  return containers.RCC_MAGIC + header + table + blobs + names
 
 
 def _png_bytes(image, fmt="PNG"):
@@ -271,14 +276,14 @@ def test_rcc_members_are_read(version):
   data = _rcc({"x/activities/erase/resource/a.bin": (a, False),
                "x/activities/erase/b.bin": (b, True),
                "x/core/c.bin": (b"c", False)}, version)
-  assert ptd.rcc_member(data, "x/activities/erase/resource/a.bin") == a
-  assert ptd.rcc_member(data, "x/activities/erase/b.bin") == b
-  assert ptd.rcc_member(data, "x/core/c.bin") == b"c"
+  assert containers.rcc_member(data, "x/activities/erase/resource/a.bin") == a
+  assert containers.rcc_member(data, "x/activities/erase/b.bin") == b
+  assert containers.rcc_member(data, "x/core/c.bin") == b"c"
   for missing in ("x/core/d.bin", "x/core", "x/core/c.bin/e", "y/a.bin"):
     with pytest.raises(KeyError):
-      ptd.rcc_member(data, missing)
+      containers.rcc_member(data, missing)
   with pytest.raises(ValueError, match="not a Qt resource"):
-    ptd.rcc_member(b"PK\3\4" + data[4:], "x/core/c.bin")
+    containers.rcc_member(b"PK\3\4" + data[4:], "x/core/c.bin")
 
 
 def test_resource_members_and_puzzles_are_prepared(tmp_path):
@@ -292,7 +297,8 @@ def test_resource_members_and_puzzles_are_prepared(tmp_path):
   puzzle.parent.mkdir(parents=True)
   puzzle.write_bytes(_pzl(_photo(482, 642, 9)))
   (root / "pkg-c" / ".version").write_text("1\n")
-  member = "usr/share/rcc/act.rcc" + ptd.MEMBER_SEPARATOR + "g/act/resource/"
+  member = ("usr/share/rcc/act.rcc" + containers.MEMBER_SEPARATOR +
+            "g/act/resource/")
   sources = _sources(str(tmp_path / "s.tsv"), [
       ("pkg-c", member + "cat.webp", "act_cat", "CC-BY-SA-4.0", "A", "yes"),
       ("pkg-c", member + "dog.png", "", "CC0-1.0", "B", "yes"),
@@ -301,7 +307,7 @@ def test_resource_members_and_puzzles_are_prepared(tmp_path):
       ("pkg-c", "games/p-3x2.pzl", "", "GPL-2.0-or-later", "E", "yes"),
   ])
   log, out = [], str(tmp_path / "out")
-  rows = ptd.prepare(sources, str(root), out, None, min_images=1,
+  rows = prepare_lib.prepare(sources, str(root), out, None, min_images=1,
                      log=log.append)
   assert [r["file"] for r in rows] == ["pkg-c__act_cat.png", "pkg-c__dog.png",
                                        "pkg-c__p-3x2.png"]
@@ -325,7 +331,7 @@ def test_damaged_puzzle_is_skipped_not_fatal(tmp_path):
       ("pkg-d", "bad.pzl", "", "CC0-1.0", "A", "yes"),
       ("pkg-d", "ok.png", "", "CC0-1.0", "A", "yes")])
   log = []
-  rows = ptd.prepare(sources, str(root), str(tmp_path / "out"), None,
+  rows = prepare_lib.prepare(sources, str(root), str(tmp_path / "out"), None,
                      min_images=1, log=log.append)
   assert [r["file"] for r in rows] == ["pkg-d__ok.png"]
   assert any("pkg-d__bad.png: cannot decode bad.pzl" in l for l in log)
