@@ -14,6 +14,7 @@ from dcae_tf.codec import heap
 from dcae_tf.codec.errors import error_message
 from dcae_tf.codec.warmup import (
     COMPRESS, DECOMPRESS, WARMUP_SIGNATURES, warmup_image)
+from dcae_tf.runtime import graph_cache
 from dcae_tf.runtime import layout
 from dcae_tf.runtime import signatures as signatures_lib
 from dcae_tf.runtime import warmup_file
@@ -29,9 +30,13 @@ class ExportedCodec:
   Same surface as the in-process codec and the gRPC client's RemoteCodec:
   `.compress(uint8 HxWx3 array) -> bytes`, `.decompress(bytes) -> array`,
   `.metadata` dict. Thread-safe (signature functions may run concurrently).
+
+  `cache`: where each signature's first call finds the graph TensorFlow
+  optimised for this export on this machine before (`runtime.graph_cache`;
+  by default the user's store, None for none).
   """
 
-  def __init__(self, path):
+  def __init__(self, path, cache=graph_cache.DEFAULT):
     self.path, self.version = layout.resolve_version_dir(path)
     # Cheap check first: loading a large SavedModel takes a while.
     if not os.path.isfile(layout.metadata_path(self.path)):
@@ -40,7 +45,9 @@ class ExportedCodec:
           f"{self.path}")
     # Not tf.saved_model.load: see runtime.signatures.
     try:
-      loaded = signatures_lib.SavedSignatures(self.path)
+      loaded = signatures_lib.SavedSignatures(
+          self.path, cache=(graph_cache.default_cache()
+                            if cache is graph_cache.DEFAULT else cache))
     except signatures_lib.SavedModelError as e:
       raise ExportError(f"not a DCAE export ({e})") from None
     # Signature name -> function taking and returning tensor dicts.
@@ -135,9 +142,9 @@ class ExportedCodec:
             f"name={self.metadata.get('name')!r})")
 
 
-def load_exported(path):
+def load_exported(path, cache=graph_cache.DEFAULT):
   """Loads an export: a model base path (newest version) or a version dir."""
-  return ExportedCodec(path)
+  return ExportedCodec(path, cache=cache)
 
 
 def write_warmup_file(version_dir, compress=None):
