@@ -19,13 +19,13 @@ CPU: the table's header names the CPU's bfloat16 / AVX-512 features.
 
 Why the measurement goes through `dcae_tf.training.Trainer`: a benchmark of
 a re-implemented step would measure something the trainer does not run. Each
-configuration builds a real Trainer from a TrainConfig on synthetic PNG files
-and calls the methods `Trainer.train()` calls, in the same order
-(`_create_state`, `_datasets`, `_make_train_step`), then calls the returned
-tf.function exactly as the loop does: the file pipeline, `strategy.run`, the
-all-reduce, clipping and Adam are all in the timing, and `float(loss)` is the
-synchronisation point. Checkpoints, summaries and validation are left out:
-they are periodic costs, not throughput.
+configuration builds a real Trainer from a TrainConfig on synthetic PNG files,
+takes its train step from `Trainer.prepare()` (what `Trainer.train()` runs
+before its loop) and calls it exactly as the loop does: the file pipeline,
+`strategy.run`, the all-reduce, clipping and Adam are all in the timing, and
+`float(loss)` is the synchronisation point. Checkpoints, summaries and
+validation (the loop's hooks) are left out: they are periodic costs, not
+throughput. The measuring side is `train_throughput_child.py`.
 
 Why each configuration runs in its own subprocess (the script re-invokes
 itself with the hidden `--_child` flag and reads a JSON result back): logical
@@ -40,13 +40,9 @@ hardware.
 """
 import argparse
 import collections
-import datetime
 import json
-import math
 import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,15 +51,22 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+if BENCH not in sys.path:
+  sys.path.insert(0, BENCH)
+
+# pylint: disable=wrong-import-position
+import machine
+import train_throughput_child as child
+from train_throughput_child import log
+# pylint: enable=wrong-import-position
+
 KNOWN_PRESETS = ("tiny", "small", "paper")
 # bin/train.py --precision values (dcae_tf.model.PRECISIONS, checked against
 # it by the tests: this script must not import TensorFlow in the parent).
 KNOWN_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 BASELINE_PRECISION = "float32"
-# CPU features that decide what reduced precision costs (/proc/cpuinfo).
-CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16",
-                "amx_bf16")
 # The official recipe's batch is 8; the paper preset gets a smaller default so
 # that a CPU run finishes in minutes and fits in memory.
 DEFAULT_BATCH_SIZES = {"tiny": 8, "small": 8, "paper": 2}
@@ -73,24 +76,13 @@ DEFAULT_STEPS = 5
 # still allocate. Neither is throughput.
 DEFAULT_WARMUP = 2
 DEFAULT_MIRRORED_DEVICES = 2
-# A mid-range official lambda; the value does not change the cost of a step.
-DEFAULT_LMBDA = 0.0067
 # Per configuration: tracing `paper` over 2 replicas on a busy CPU is slow.
 DEFAULT_TIMEOUT_SECONDS = 3600
-SEED = 2026
-# Synthetic training set: this many files, a little larger than the crop so
-# that random crops differ. Decoding them is negligible next to a step.
-SYNTHETIC_IMAGES = 16
-SYNTHETIC_MARGIN = 32
 # Lines of a failed child's output kept for the error report.
 ERROR_TAIL_LINES = 15
 # Start-up noise of the TF 2.14 CPU wheel (logged at error level, harmless),
 # not echoed as progress.
 NOISE_MARKERS = ("Unable to register cu", "TF-TRT Warning")
-RESULT_FILE = "result.json"
-RESULT_FILE_ENCODING = "utf-8"
-# The methods of Trainer.train() this benchmark replays (see the docstring).
-TRAINER_METHODS = ("_create_state", "_datasets", "_make_train_step")
 
 
 # --- arguments ------------------------------------------------------------------
@@ -185,116 +177,6 @@ def build_parser():
   return parser
 
 
-# --- child: one configuration ---------------------------------------------------
-
-def peak_rss_mib():
-  """Peak resident set size of this process, in MiB (bench/latency.py's)."""
-  from latency import peak_rss_mib as latency_peak_rss_mib  # pylint: disable=import-outside-toplevel
-  return latency_peak_rss_mib()
-
-
-def log(message):
-  """Progress on stderr, flushed: the parent streams it line by line."""
-  print(message, file=sys.stderr, flush=True)
-
-
-def write_synthetic_images(directory, crop_size, count=SYNTHETIC_IMAGES,
-                           seed=SEED):
-  """Random PNGs for the real file pipeline; returns their glob.
-
-  Files (rather than an in-memory dataset) so that the timed step includes
-  the same tf.data pipeline as a real run; the content does not change the
-  cost of a step.
-  """
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  rng = np.random.default_rng(seed)
-  side = crop_size + SYNTHETIC_MARGIN
-  os.makedirs(directory, exist_ok=True)
-  for i in range(count):
-    pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(os.path.join(directory, f"img{i:03d}.png"))
-  return os.path.join(directory, "*.png")
-
-
-def configure_logical_cpus(devices):
-  """Splits the CPU into `devices` logical devices; must precede TF init."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  if devices > 1:
-    tf.config.set_logical_device_configuration(
-        tf.config.list_physical_devices("CPU")[0],
-        [tf.config.LogicalDeviceConfiguration()] * devices)
-
-
-def build_train_step(job, workdir):
-  """(trainer, train_step) from the real Trainer, as Trainer.train() does."""
-  from dcae_tf import training  # pylint: disable=import-outside-toplevel
-  missing = [m for m in TRAINER_METHODS if not hasattr(training.Trainer, m)]
-  if missing:
-    raise RuntimeError(f"dcae_tf.training.Trainer no longer has {missing}; "
-                       f"update this benchmark to the new train loop")
-  cfg = training.TrainConfig(
-      model_path=os.path.join(workdir, "model"), lmbda=DEFAULT_LMBDA,
-      metric=job["metric"], preset=job["preset"],
-      train_glob=write_synthetic_images(os.path.join(workdir, "images"),
-                                        job["crop_size"]),
-      batch_size=job["batch_size"], crop_size=job["crop_size"],
-      steps=job["warmup"] + job["steps"], strategy=job["strategy"],
-      precision=job["precision"], seed=SEED, verbose=False)
-  trainer = training.Trainer(cfg)
-  trainer._create_state()  # pylint: disable=protected-access
-  trainer._datasets(start_step=0)  # pylint: disable=protected-access
-  return trainer, trainer._make_train_step()  # pylint: disable=protected-access
-
-
-def time_steps(trainer, train_step, warmup, steps, label):
-  """Seconds of each warm-up and timed step, synchronised as the loop does."""
-  total = warmup + steps
-  seconds = []
-  for i in range(total):
-    start = time.perf_counter()
-    out = train_step(trainer.train_iterator)
-    loss = float(out["loss"])  # Blocks until the step is done.
-    seconds.append(time.perf_counter() - start)
-    if not math.isfinite(loss):
-      raise FloatingPointError(f"loss {loss} at step {i + 1}")
-    kind = "warm-up" if i < warmup else "timed"
-    log(f"  {label}: step {i + 1}/{total} ({kind}) {seconds[-1]:.2f} s, "
-        f"loss {loss:.4g}")
-  return seconds[:warmup], seconds[warmup:]
-
-
-def run_child(job):
-  """Measures one configuration; returns a JSON-serialisable dict."""
-  configure_logical_cpus(job["devices"])
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  label = f"{job['preset']}/{job['precision']}/{job['strategy']}x{job['devices']}"
-  begin = time.perf_counter()
-  trainer, train_step = build_train_step(job, job["workdir"])
-  setup = time.perf_counter() - begin
-  log(f"  {label}: {trainer.num_replicas} replica(s) on "
-      f"{len(tf.config.list_logical_devices('CPU'))} logical CPU(s), "
-      f"set up in {setup:.1f} s; first step traces the train step")
-  warm, timed = time_steps(trainer, train_step, job["warmup"], job["steps"],
-                           label)
-  replicas = trainer.num_replicas
-  mean = statistics.fmean(timed)
-  return dict(job, replicas=replicas, setup_seconds=setup,
-              trace_seconds=warm[0], warmup_seconds=warm,
-              step_seconds=timed, seconds_per_step=mean,
-              median_seconds_per_step=statistics.median(timed),
-              images_per_second=job["batch_size"] / mean,
-              peak_rss_mib=peak_rss_mib(), tensorflow=tf.__version__)
-
-
-def child_main(job_json):
-  job = json.loads(job_json)
-  result = run_child(job)
-  with open(os.path.join(job["workdir"], RESULT_FILE), "w",
-            encoding=RESULT_FILE_ENCODING) as f:
-    json.dump(result, f)
-
-
 # --- parent: orchestration ------------------------------------------------------
 
 def plan(args):
@@ -359,8 +241,8 @@ def run_job(job, timeout):
   wall = time.perf_counter() - begin
   try:
     if proc.returncode == 0:
-      with open(os.path.join(workdir, RESULT_FILE),
-                encoding=RESULT_FILE_ENCODING) as f:
+      with open(os.path.join(workdir, child.RESULT_FILE),
+                encoding=child.RESULT_FILE_ENCODING) as f:
         result = dict(json.load(f), wall_seconds=wall)
         result.pop("workdir", None)
         return result
@@ -413,33 +295,13 @@ def format_table(results):
   return "\n".join(lines)
 
 
-def cpu_features(path="/proc/cpuinfo"):
-  """Which of CPU_FEATURES the CPU has (empty where /proc is absent)."""
-  try:
-    with open(path, encoding="utf-8") as f:
-      flags = next((line.split(":", 1)[1].split() for line in f
-                    if line.startswith("flags")), [])
-  except OSError:
-    return []
-  return [name for name in CPU_FEATURES if name in flags]
-
-
-def machine_info():
-  """What the numbers depend on, including load from other processes."""
-  load = os.getloadavg() if hasattr(os, "getloadavg") else None
-  return dict(date=datetime.datetime.now().isoformat(timespec="seconds"),
-              machine=platform.machine(), processor=platform.processor(),
-              cpu_count=os.cpu_count(), cpu_features=cpu_features(),
-              load_average=load, python=platform.python_version())
-
-
 def main(argv=None):
   args = build_parser().parse_args(argv)
   if args._child:  # pylint: disable=protected-access
-    child_main(args._child)  # pylint: disable=protected-access
+    child.child_main(args._child)  # pylint: disable=protected-access
     return
   jobs = plan(args)
-  info = machine_info()
+  info = machine.machine_info()
   log(f"{len(jobs)} configuration(s), crop {args.crop_size}, "
       f"{args.warmup} warm-up + {args.steps} timed steps each; "
       f"{info['cpu_count']} CPUs ({', '.join(info['cpu_features'])}), "
@@ -459,7 +321,7 @@ def main(argv=None):
   add_ratios(results)
   print(format_table(results))
   if args.output:
-    with open(args.output, "w", encoding=RESULT_FILE_ENCODING) as f:
+    with open(args.output, "w", encoding=child.RESULT_FILE_ENCODING) as f:
       json.dump(dict(machine=info, args=dict(
           presets=args.presets, precisions=args.precisions,
           crop_size=args.crop_size,

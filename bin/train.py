@@ -20,7 +20,8 @@ from absl import logging
 from dcae_tf import training
 
 training.define_flags()
-flags.adopt_module_key_flags(training)
+# `--help` lists them (they are defined in dcae_tf.training.flags).
+flags.adopt_module_key_flags(training.flags)
 
 
 def main(argv):
