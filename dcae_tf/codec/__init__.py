@@ -8,6 +8,7 @@
   warmup         the warm-up image and the functions warmed up (numpy)
   heap           giving freed C heap back to the OS (no TensorFlow)
   weights        float16 storage of layer weights
+  transform_dtype  g_a and g_s in bfloat16 (views on the model's weights)
   checkpoint     model directories (checkpoint + model.json)
   core           `DCAECodec`, its fingerprint, `codec_from_checkpoint`
 

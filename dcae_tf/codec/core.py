@@ -30,6 +30,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from dcae_tf import entropy
+from dcae_tf import model as model_lib
 from dcae_tf import rans
 from dcae_tf.codec import checkpoint
 from dcae_tf.codec import container
@@ -38,6 +39,7 @@ from dcae_tf.codec import digest
 from dcae_tf.codec import errors
 from dcae_tf.codec import heap
 from dcae_tf.codec import metadata as metadata_lib
+from dcae_tf.codec import transform_dtype as transform_dtype_lib
 from dcae_tf.codec import warmup
 from dcae_tf.codec import weights
 
@@ -93,12 +95,18 @@ def z_entropy_model(hyperprior, precision):
 
 
 class DCAECodec(tf.Module):
-  """A DCAE model with range coding: uint8 image <-> bitstream."""
+  """A DCAE model with range coding: uint8 image <-> bitstream.
+
+  `transform_dtype` "bfloat16" computes g_a and g_s in bfloat16 and
+  everything else in float32 (`codec.transform_dtype`): the same
+  fingerprint, the same entropy parameters for given latents.
+  """
 
   def __init__(self, model, name=None, max_pixels=DEFAULT_MAX_PIXELS,
                lmbda=None, metric=None,
                range_coder_precision=RANGE_CODER_PRECISION,
-               extra_metadata=None):
+               extra_metadata=None,
+               transform_dtype=metadata_lib.DEFAULT_TRANSFORM_DTYPE):
     super().__init__(name="dcae_codec")
     self.model = model
     c = self.config = model.config
@@ -109,10 +117,14 @@ class DCAECodec(tf.Module):
         name=self.model_name, fingerprint=self.fingerprint, preset=c.name,
         lmbda=lmbda, metric=metric,
         format_version=container.FORMAT_VERSION, max_pixels=self.max_pixels,
-        weight_dtype=weights.storage_dtype(model))
+        weight_dtype=weights.storage_dtype(model),
+        transform_dtype=transform_dtype)
     # E.g. how the model was trained; never overrides the identity above.
     for key, value in (extra_metadata or {}).items():
       self.metadata.setdefault(key, value)
+    self.transform_dtype = transform_dtype
+    self._transforms = transform_dtype_lib.transform_views(model,
+                                                           transform_dtype)
     self.z_model = z_entropy_model(model.hyperprior, range_coder_precision)
     self.y_model = tfc.LocationScaleIndexedEntropyModel(
         tfc.NoisyNormal, c.scale_levels, entropy.scale_table_fn(c),
@@ -148,7 +160,7 @@ class DCAECodec(tf.Module):
     image = self._check_image(image)
     shape = tf.shape(image)
     x = tf.cast(image, tf.float32)[None] / PIXEL_MAX
-    y, z = self.model.analysis(x)
+    y, z = self._analysis(x)
     groups = [rans.batched_symbols(self.z_model, z)]
     z_hat = self.z_model.quantize(z)
     latent_scales, latent_means = self.model.hyper_synthesis(z_hat)
@@ -203,8 +215,17 @@ class DCAECodec(tf.Module):
     with tf.control_dependencies(checks):
       return tf.identity(y_hat), height, width
 
+  def _analysis(self, x):
+    """(y, z) of x, float32; g_a in the codec's transform dtype."""
+    padded = model_lib.pad_to_multiple(x, self.config.pad_multiple)
+    y = tf.cast(self._transforms.g_a(padded), tf.float32)
+    return y, tf.cast(self.model.h_a(y), tf.float32)
+
   def _to_image(self, y_hat, height, width):
-    x_hat = self.model.synthesis(y_hat, height, width)[0]
+    # g_s in the codec's transform dtype: decompress and the encoder-side
+    # reconstruction both come through here.
+    x_hat = tf.cast(self._transforms.g_s(y_hat),
+                    tf.float32)[:, :height, :width, :][0]
     return tf.saturate_cast(tf.round(tf.clip_by_value(x_hat, 0., 1.) *
                                      PIXEL_MAX), tf.uint8)
 
@@ -282,25 +303,29 @@ class DCAECodec(tf.Module):
 
 
 def codec_from_model(model, meta, name=None, max_pixels=DEFAULT_MAX_PIXELS,
-                     lmbda=None, metric=None, weight_dtype=weights.FLOAT32):
+                     lmbda=None, metric=None, weight_dtype=weights.FLOAT32,
+                     transform_dtype=metadata_lib.DEFAULT_TRANSFORM_DTYPE):
   """Builds a codec (with its coding tables) from a float32 model and the
   meta of its model directory (model.json) or export.
 
   λ and metric are taken from `meta` unless given. `weight_dtype`
   "float16" stores the layer weights halved (see `codec.weights`):
-  half-size exports, same float32 computation.
+  half-size exports, same float32 computation. `transform_dtype`
+  "bfloat16" computes g_a and g_s in bfloat16 (`codec.transform_dtype`).
   """
   model = weights.with_weight_dtype(model, weight_dtype)
   return DCAECodec(
       model, name=name, max_pixels=max_pixels,
       lmbda=meta.get("lmbda") if lmbda is None else lmbda,
       metric=meta.get("metric") if metric is None else metric,
-      extra_metadata={k: meta[k] for k in TRAINING_METADATA if k in meta})
+      extra_metadata={k: meta[k] for k in TRAINING_METADATA if k in meta},
+      transform_dtype=transform_dtype)
 
 
 def codec_from_checkpoint(directory, name=None, max_pixels=DEFAULT_MAX_PIXELS,
                           lmbda=None, metric=None,
-                          weight_dtype=weights.FLOAT32):
+                          weight_dtype=weights.FLOAT32,
+                          transform_dtype=metadata_lib.DEFAULT_TRANSFORM_DTYPE):
   """Builds a codec from a model directory (see `codec_from_model`).
 
   The z quantisation offsets are used as stored: training refreshes them
@@ -311,4 +336,5 @@ def codec_from_checkpoint(directory, name=None, max_pixels=DEFAULT_MAX_PIXELS,
   model, meta = checkpoint.load_model(directory)
   return codec_from_model(model, meta, name=name, max_pixels=max_pixels,
                           lmbda=lmbda, metric=metric,
-                          weight_dtype=weight_dtype)
+                          weight_dtype=weight_dtype,
+                          transform_dtype=transform_dtype)

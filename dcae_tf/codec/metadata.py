@@ -1,7 +1,8 @@
 """Names in a codec's metadata that tools read without TensorFlow.
 
 A codec's `metadata` dict (name, fingerprint, preset, lmbda, metric,
-format_version, max_pixels, weight_dtype, and how it was trained) travels
+format_version, max_pixels, weight_dtype, transform_dtype, and how it was
+trained) travels
 into every export as `metadata.json`; model cards and the model store read
 these keys back, so they are spelt here once, in a module that imports
 nothing.
@@ -16,3 +17,9 @@ FLOAT32 = "float32"
 FLOAT16 = "float16"
 WEIGHT_DTYPES = (FLOAT32, FLOAT16)
 DEFAULT_WEIGHT_DTYPE = FLOAT32
+
+# What g_a and g_s compute in (`codec.transform_dtype`); exports made before
+# the key existed computed in float32.
+BFLOAT16 = "bfloat16"
+TRANSFORM_DTYPES = (FLOAT32, BFLOAT16)
+DEFAULT_TRANSFORM_DTYPE = FLOAT32

@@ -1,0 +1,50 @@
+"""bfloat16 transforms (codec.transform_dtype): g_a and g_s in bfloat16,
+everything that decides the entropy parameters in float32."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dcae_tf.codec import core
+from dcae_tf.codec import transform_dtype
+from dcae_tf.codec import weights
+from dcae_tf.model import DCAE
+
+
+@pytest.fixture(name="codecs", scope="module")
+def fixture_codecs():
+  """float32 and bfloat16 codecs of one tiny model, float16 storage."""
+  model = weights.with_weight_dtype(DCAE("tiny").build_weights(),
+                                    weights.FLOAT16)
+  return (core.DCAECodec(model),
+          core.DCAECodec(model, transform_dtype=transform_dtype.BFLOAT16))
+
+
+def test_same_weights_once_same_fingerprint_dtype_in_metadata(codecs):
+  f32, bf16 = codecs
+  # The views hold the model's variables: nothing added, nothing copied
+  # (each codec has its own coding-table variables besides).
+  model_ids = {id(v) for v in f32.model.variables}
+  assert bf16.model is f32.model
+  assert len(bf16.variables) == len(f32.variables)
+  assert sum(id(v) in model_ids for v in bf16.variables) == len(model_ids)
+  assert bf16.fingerprint == f32.fingerprint
+  assert f32.metadata["transform_dtype"] == "float32"
+  assert bf16.metadata["transform_dtype"] == "bfloat16"
+  assert bf16._transforms.g_a.compute_dtype == "bfloat16"  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match="transform dtype must be one of"):
+    transform_dtype.check_transform_dtype("float16")
+
+
+@pytest.mark.slow  # Traces both codecs' graphs: minutes on a loaded CPU.
+def test_bfloat16_round_trip_is_exact_and_decodes_with_float32(codecs):
+  f32, bf16 = codecs
+  rng = np.random.default_rng(0)
+  image = tf.constant(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8))
+  data, y_hat, reconstruction = bf16.compress_with_reconstruction(image)
+  # decode == the encoder's reconstruction: the decoder runs the same g_s.
+  np.testing.assert_array_equal(bf16.decompress(data).numpy(),
+                                reconstruction.numpy())
+  # The entropy parameters are float32 arithmetic on both sides: a float32
+  # codec of the same weights decodes the same latents.
+  decoded_y, _ = f32.decompress_with_latents(data)
+  np.testing.assert_array_equal(decoded_y.numpy(), y_hat.numpy())
