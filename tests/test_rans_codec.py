@@ -26,10 +26,9 @@ IMAGE_SIZE = (24, 40)
 # stream's last bytes (its bypass), the digest's first and last, and evenly
 # spread ones in between, about this many in all.
 NUM_FLIPS = 60
-# Seconds per decode (on a loaded 2-core machine), and for the whole file
-# after the codec is built and traced.
+# Seconds per decode: far above a decode's time even on a loaded 2-core
+# machine, so exceeding it means a loop that does not end with its symbols.
 CASE_LIMIT_S = 20.0
-TOTAL_LIMIT_S = 120.0
 MESSAGE_START = "DCAE bitstream"
 
 
@@ -54,19 +53,7 @@ def original(codec):
   return data, image
 
 
-@pytest.fixture(scope="module")
-def clock():
-  """Time spent decoding the cases of this file (the codec's build and
-  trace excluded), checked after each case."""
-  spent = [0.0]
-
-  def add(seconds):
-    spent[0] += seconds
-    assert spent[0] < TOTAL_LIMIT_S, spent[0]
-  return add
-
-
-def decode(codec, data, clock):
+def decode(codec, data):
   """'same', or the one-line message of a clean refusal; fails otherwise."""
   start = time.perf_counter()
   try:
@@ -75,7 +62,6 @@ def decode(codec, data, clock):
   except tf.errors.InvalidArgumentError as e:
     result, outcome = None, errors.error_message(e)
   seconds = time.perf_counter() - start
-  clock(seconds)
   assert seconds < CASE_LIMIT_S, (seconds, outcome)
   assert codec.decompress.experimental_get_tracing_count() == 1
   if outcome is None:
@@ -105,8 +91,7 @@ def test_payload_is_stream_and_digest(codec, original):
   assert header["payload_size"] > 4 * digest.DIGEST_SIZE
 
 
-def test_every_sampled_byte_flip_is_refused_or_harmless(codec, original,
-                                                       clock):
+def test_every_sampled_byte_flip_is_refused_or_harmless(codec, original):
   data, image = original
   positions = flip_positions(len(data))
   assert len(positions) >= NUM_FLIPS - 6
@@ -117,7 +102,7 @@ def test_every_sampled_byte_flip_is_refused_or_harmless(codec, original,
     forged = reseal(bytes(forged))
     assert container.read_header(forged)["checksum"] != (
         container.read_header(data)["checksum"])
-    out = decode(codec, forged, clock)
+    out = decode(codec, forged)
     if isinstance(out, str):
       assert out.startswith(MESSAGE_START), (pos, out)
       refused += 1
@@ -128,13 +113,12 @@ def test_every_sampled_byte_flip_is_refused_or_harmless(codec, original,
   assert refused == len(positions)
 
 
-def test_flipped_digest_bits_are_refused_by_the_digest(codec, original,
-                                                      clock):
+def test_flipped_digest_bits_are_refused_by_the_digest(codec, original):
   data, _ = original
   for bit in (0, 7):
     forged = bytearray(data)
     forged[-1] ^= 1 << bit
-    out = decode(codec, reseal(bytes(forged)), clock)
+    out = decode(codec, reseal(bytes(forged)))
     assert out == errors.LATENTS_MISMATCH, out
 
 
@@ -142,30 +126,30 @@ def test_flipped_digest_bits_are_refused_by_the_digest(codec, original,
                                  digest.DIGEST_SIZE, digest.DIGEST_SIZE + 1,
                                  "half", "all but the digest",
                                  "all but 7", "all"])
-def test_truncated_payload_is_refused(codec, original, clock, cut):
+def test_truncated_payload_is_refused(codec, original, cut):
   data, _ = original
   size = len(data) - container.HEADER_SIZE
   cut = {"half": size // 2, "all but the digest": size - digest.DIGEST_SIZE,
          "all but 7": size - digest.DIGEST_SIZE + 1, "all": size}.get(cut, cut)
-  out = decode(codec, reseal(data[:len(data) - cut]), clock)
+  out = decode(codec, reseal(data[:len(data) - cut]))
   assert isinstance(out, str) and MESSAGE_START in out, (cut, out)
 
 
 @pytest.mark.parametrize("extra", [b"\x00", b"\xff", bytes(2),
                                    bytes(digest.DIGEST_SIZE), "random"])
-def test_appended_bytes_are_refused(codec, original, clock, extra):
+def test_appended_bytes_are_refused(codec, original, extra):
   data, _ = original
   if extra == "random":
     extra = np.random.default_rng(3).integers(0, 256, 64,
                                               np.uint8).tobytes()
-  out = decode(codec, reseal(data + extra), clock)
+  out = decode(codec, reseal(data + extra))
   assert isinstance(out, str) and out.startswith(MESSAGE_START), out
 
 
-def test_digest_moved_before_the_stream_is_refused(codec, original, clock):
+def test_digest_moved_before_the_stream_is_refused(codec, original):
   data, _ = original
   payload = data[container.HEADER_SIZE:]
   moved = (data[:container.HEADER_SIZE] + payload[-digest.DIGEST_SIZE:] +
            payload[:-digest.DIGEST_SIZE])
-  out = decode(codec, reseal(moved), clock)
+  out = decode(codec, reseal(moved))
   assert isinstance(out, str) and out.startswith(MESSAGE_START), out
