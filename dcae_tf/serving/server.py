@@ -27,6 +27,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from dcae_tf.codec.container import DEFAULT_MAX_PIXELS
 from dcae_tf.runtime import contract
+from dcae_tf.runtime import graph_cache
 from dcae_tf.serving.service import CodecService
 from dcae_tf.serving.versions import VersionWatcher
 
@@ -130,6 +131,10 @@ def parse_args(argv):
 
 
 def main(args):
+  # A server is long-running, and the cache serialises first calls under
+  # one process-wide lock (graph_cache), which would hold a new version's
+  # warm-up behind another's: it is used only when asked for explicitly.
+  os.environ.setdefault(graph_cache.CACHE_ENV, "off")
   stop_event = threading.Event()
   for signum in (signal.SIGTERM, signal.SIGINT):
     signal.signal(signum, lambda *_: stop_event.set())
