@@ -2,7 +2,8 @@
 
   python bench/latency.py [--preset paper] [--height 512 --width 768]
       [--modes function,eager,xla] [--weight_dtypes float32,float16]
-      [--codecs model,export] [--repeats 2] [--output latency.json]
+      [--codecs model,export] [--transform_dtypes float32,bfloat16]
+      [--repeats 2] [--output latency.json]
 
 Builds a DCAE with random weights (the timing does not depend on the values)
 and measures two things, each in fresh subprocesses:
@@ -24,7 +25,11 @@ optimisation included) and, for exports, the load time are reported too.
 The peak resident set size (VmHWM of /proc/self/status, the whole process:
 Python, TensorFlow, the weights and the peak of the computation) is what
 a compress / decompress command needs. float16 is how the shipped models
-store their weights (`dcae_tf.weights`).
+store their weights (`dcae_tf.weights`). `--transform_dtypes` adds codec
+processes whose g_a and g_s compute in bfloat16 (`DCAECodec(transform_dtype=)`,
+`bin/export.py --transform_dtype`; everything else stays float32), for
+every weight storage dtype; its speed-up depends on the CPU's AVX512_BF16 /
+AMX support.
 
 The parts (`parts` processes, one per mode and direction), timed
 separately:
@@ -78,6 +83,8 @@ PARTS = {"encode": ("g_a", "hyperprior_enc", "slices"),
 # = dcae_tf.weights.WEIGHT_DTYPES (tests/test_bench.py), without importing
 # TensorFlow into the parent process.
 WEIGHT_DTYPES = ("float32", "float16")
+# dcae_tf.codec.metadata.TRANSFORM_DTYPES (the driver does not import dcae_tf).
+TRANSFORM_DTYPES = ("float32", "bfloat16")
 CODEC_SOURCES = ("model", "export")
 # Targets of issue 6 on this class of CPU.
 TARGET_ROOFLINE_RATIO = 1.25
@@ -392,7 +399,8 @@ def _seeded_codec(args):
   tf.keras.utils.set_random_seed(SEED)  # Python, NumPy and TF seeds
   model = weights.new_model(get_config(args.preset), args.weight_dtype)
   return DCAECodec(model, name="latency",
-                   max_pixels=args.height * args.width)
+                   max_pixels=args.height * args.width,
+                   transform_dtype=args.transform_dtype)
 
 
 def export_worker(args):
@@ -401,6 +409,7 @@ def export_worker(args):
   begin = time.perf_counter()
   version_dir = export.save_versioned(_seeded_codec(args), args.export)
   print(json.dumps({"kind": "export", "weight_dtype": args.weight_dtype,
+                    "transform_dtype": args.transform_dtype,
                     "version_dir": version_dir,
                     "seconds": time.perf_counter() - begin}))
 
@@ -417,6 +426,7 @@ def codec_worker(args):
 
   result = {"kind": "codec", "source": "export" if args.export else "model",
             "direction": args.direction, "weight_dtype": args.weight_dtype,
+            "transform_dtype": args.transform_dtype,
             "preset": args.preset, "height": args.height, "width": args.width,
             "repeats": args.repeats}
   if args.export:
@@ -484,7 +494,8 @@ def codec_report(codec_results, flops_by_part):
         f"export: load + {'/'.join(DIRECTIONS)} only; targets: <= "
         f"{TARGET_ROOFLINE_RATIO}x the roofline time, peak RSS <= "
         f"{TARGET_PEAK_RSS_MIB:.0f} MiB)")
-  print(f"{'source':<7} {'dir':<7} {'weights':<8} {'load s':>6} "
+  print(f"{'source':<7} {'dir':<7} {'weights':<8} {'g_a/g_s':<8} "
+        f"{'load s':>6} "
         f"{'first s':>7} {'seconds':>8} {'GFLOP':>7} {'x roofline time':>15} "
         f"{'peak RSS MiB':>12}  targets")
   for r in codec_results:
@@ -495,6 +506,7 @@ def codec_report(codec_results, flops_by_part):
            r["peak_rss_mib"] <= TARGET_PEAK_RSS_MIB)
     row = dict(source=r["source"], direction=r["direction"],
                weight_dtype=r["weight_dtype"],
+               transform_dtype=r["transform_dtype"],
                load_seconds=r.get("load_seconds"),
                first_call_seconds=r["first_call_seconds"],
                seconds=r["seconds"], gflop=flops / 1e9 if flops else None,
@@ -505,7 +517,8 @@ def codec_report(codec_results, flops_by_part):
     ratio_text = f"{ratio:.2f}x" if ratio else "-"
     load = f"{r['load_seconds']:6.1f}" if "load_seconds" in r else "-"
     print(f"{r['source']:<7} {r['direction']:<7} {r['weight_dtype']:<8} "
-          f"{load:>6} {r['first_call_seconds']:7.1f} {r['seconds']:8.3f} "
+          f"{r['transform_dtype']:<8} {load:>6} "
+          f"{r['first_call_seconds']:7.1f} {r['seconds']:8.3f} "
           f"{flops / 1e9:7.1f} {ratio_text:>15} {r['peak_rss_mib']:12.0f}  "
           f"time {'met' if met[0] else 'NOT met'}, "
           f"memory {'met' if met[1] else 'NOT met'}")
@@ -633,6 +646,10 @@ def main():
   parser.add_argument("--codecs", default=",".join(CODEC_SOURCES),
                       help="codec processes to measure: comma-separated "
                       "subset of " + ",".join(CODEC_SOURCES))
+  parser.add_argument("--transform_dtypes", default=TRANSFORM_DTYPES[0],
+                      help="what g_a / g_s of the codec processes compute "
+                      "in: comma-separated subset of "
+                      + ",".join(TRANSFORM_DTYPES))
   parser.add_argument("--output", help="also write the results as JSON")
   parser.add_argument("--worker", choices=("parts", "codec", "export"),
                       help=argparse.SUPPRESS)
@@ -642,6 +659,8 @@ def main():
                       help=argparse.SUPPRESS)
   parser.add_argument("--weight_dtype", default="float32",
                       choices=WEIGHT_DTYPES, help=argparse.SUPPRESS)
+  parser.add_argument("--transform_dtype", default=TRANSFORM_DTYPES[0],
+                      choices=TRANSFORM_DTYPES, help=argparse.SUPPRESS)
   parser.add_argument("--bitstream", help=argparse.SUPPRESS)
   parser.add_argument("--export", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -658,12 +677,15 @@ def main():
   directions = [d for d in args.directions.split(",") if d]
   dtypes = [d for d in args.weight_dtypes.split(",") if d]
   sources = [c for c in args.codecs.split(",") if c]
+  computes = [d for d in args.transform_dtypes.split(",") if d]
   bad = (sorted(set(modes) - set(MODES)) +
          sorted(set(directions) - set(DIRECTIONS)) +
          sorted(set(dtypes) - set(WEIGHT_DTYPES)) +
-         sorted(set(sources) - set(CODEC_SOURCES)))
+         sorted(set(sources) - set(CODEC_SOURCES)) +
+         sorted(set(computes) - set(TRANSFORM_DTYPES)))
   if bad:
-    print(f"error: unknown mode/direction/weight dtype/codec source {bad}",
+    print("error: unknown mode/direction/weight dtype/codec source/"
+          f"transform dtype {bad}",
           file=sys.stderr)
     return 1
   # FLOPs are counted in function mode: make sure it runs.
@@ -677,23 +699,27 @@ def main():
         results.append(r)
   codec_results = []
   with tempfile.TemporaryDirectory() as tmp:
-    for dtype, source in itertools.product(dtypes, sources):
-      extra = ["--weight_dtype", dtype]
+    # One label per weight storage x transform dtype (the files' names).
+    labels = {(d, t): d if t == TRANSFORM_DTYPES[0] else f"{d}/{t}"
+              for d, t in itertools.product(dtypes, computes)}
+    for (dtype, compute), source in itertools.product(labels, sources):
+      label = labels[dtype, compute].replace("/", "_")
+      extra = ["--weight_dtype", dtype, "--transform_dtype", compute]
       if source == "export":
-        extra += ["--export", os.path.join(tmp, f"{dtype}_export")]
+        extra += ["--export", os.path.join(tmp, f"{label}_export")]
         if run_worker(args, "export", "encode", *extra) is None:
           continue
       # The decode process decodes what the encode process wrote.
-      path = os.path.join(tmp, f"{dtype}_{source}.dcae")
+      path = os.path.join(tmp, f"{label}_{source}.dcae")
       for direction in DIRECTIONS:
         r = run_worker(args, "codec", direction, *extra, "--bitstream", path)
         if r is None:
           break
         if direction in directions:
           codec_results.append(r)
-    same = {dtype: _same_files([os.path.join(tmp, f"{dtype}_{source}.dcae")
-                                for source in sources])
-            for dtype in dtypes}
+    same = {label: _same_files(
+        [os.path.join(tmp, f"{label.replace('/', '_')}_{source}.dcae")
+         for source in sources]) for label in labels.values()}
   if not results:
     print("error: every measurement failed", file=sys.stderr)
     return 1

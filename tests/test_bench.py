@@ -21,7 +21,7 @@ def test_latency_bench_reports_parts_and_codec_processes(tmp_path):
   proc = subprocess.run(
       [sys.executable, BENCH, "--preset", "tiny", "--height", "128",
        "--width", "128", "--repeats", "1", "--weight_dtypes", "float16",
-       "--output", str(out)],
+       "--transform_dtypes", "bfloat16", "--output", str(out)],
       capture_output=True, text=True, check=False, timeout=900)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "warning" not in proc.stderr, proc.stderr[-2000:]
@@ -58,14 +58,16 @@ def test_latency_bench_reports_parts_and_codec_processes(tmp_path):
       assert 0.5 * stage["flops"] < block_flops < stage["flops"]
   # The decode process decoded the encode process's bitstream (a weights
   # mismatch between the two processes would fail the fingerprint check).
-  # In-process codec first, then a loaded export of the same model.
+  # In-process codec first, then a loaded export of the same model, both
+  # with bfloat16 transforms (the export made with them).
   assert [(m["source"], m["direction"], m["weight_dtype"]) for m in codec] == [
       ("model", "encode", "float16"), ("model", "decode", "float16"),
       ("export", "encode", "float16"), ("export", "decode", "float16")]
+  assert {m["transform_dtype"] for m in codec} == {"bfloat16"}
   assert all(m["load_seconds"] > 0 for m in codec if m["source"] == "export")
   assert all(m["first_call_seconds"] > 0 for m in codec)
   # The export computes the in-process codec's bitstream, bit for bit.
-  assert report["export_bitstream_equals_model"] == {"float16": True}
+  assert report["export_bitstream_equals_model"] == {"float16/bfloat16": True}
   rows = [r for r in report["rows"] if "roofline_time_ratio" in r]
   assert len(rows) == 4
   for row, m in zip(rows, codec):
@@ -74,6 +76,7 @@ def test_latency_bench_reports_parts_and_codec_processes(tmp_path):
     assert row["roofline_time_ratio"] == pytest.approx(m["seconds"] / ideal)
     assert row["time_target_met"] == (row["roofline_time_ratio"] <= 1.25)
     assert 100 < row["peak_rss_mib"] < 10_000
+    assert row["transform_dtype"] == "bfloat16"
   assert "codec processes" in proc.stdout
   assert "g_a step by step" in proc.stdout and "g_s step by step" in proc.stdout
   steps = [r for r in report["rows"] if "excess_seconds" in r]
@@ -87,16 +90,18 @@ def test_latency_bench_reports_parts_and_codec_processes(tmp_path):
       proc.stdout)
 
 
-def test_latency_bench_weight_dtypes_are_the_librarys():
-  """The bench names the weight dtypes without importing TF in its parent
-  process; they must stay the library's."""
+def test_latency_bench_dtypes_are_the_librarys():
+  """The bench names the weight and transform dtypes without importing TF in
+  its parent process; they must stay the library's."""
   # pylint: disable=import-outside-toplevel
   import importlib.util
   from dcae_tf import weights
+  from dcae_tf.codec import metadata
   spec = importlib.util.spec_from_file_location("latency_bench", BENCH)
   latency = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(latency)
   assert latency.WEIGHT_DTYPES == weights.WEIGHT_DTYPES
+  assert latency.TRANSFORM_DTYPES == metadata.TRANSFORM_DTYPES
 
 
 def _bench_module(name):
