@@ -42,6 +42,23 @@ def test_public_signatures_match_the_testing_entry_points(codec):
   np.testing.assert_array_equal(codec.decompress(data).numpy(), recon.numpy())
 
 
+def test_reconstruct_is_the_decoders_image_and_the_models_estimate(codec):
+  """One latent pass gives what the two-pass definitions give: the image
+  decompress returns and the evaluation-mode forward pass's bits."""
+  image = smooth_image(70, 90, seed=6)
+  reconstruction, bits = codec.reconstruct(image)
+  data, _, recon = codec.compress_with_reconstruction(image)
+  np.testing.assert_array_equal(reconstruction.numpy(), recon.numpy())
+  np.testing.assert_array_equal(codec.decompress(data).numpy(),
+                                reconstruction.numpy())
+  out = codec.model(tf.cast(image, tf.float32)[None] / 255., training=False)
+  assert bits.dtype == tf.float32 and bits.shape == ()
+  np.testing.assert_allclose(bits.numpy(),
+                             (out["bits_y"] + out["bits_z"])[0].numpy(),
+                             rtol=1e-6)
+  assert codec.estimated_bits(image).numpy() == bits.numpy()
+
+
 def test_compress_is_deterministic_across_calls_and_threads(codec):
   """The same image gives the same bitstream on every call: after calls on
   other sizes (reused, dirtied buffers) and from concurrent threads (how

@@ -155,8 +155,15 @@ class DCAECodec(tf.Module):
     with tf.control_dependencies(checks):
       return tf.identity(image)
 
-  def _encode(self, image):
-    """Returns (bitstream, y_hat, height, width) of a uint8 (H, W, 3) image."""
+  def _quantise(self, image, with_bits=False):
+    """The encoder's latent pass of a uint8 (H, W, 3) image.
+
+    Returns (groups, y_hat, height, width, bits): the (values,
+    table_index) symbol groups to code (z, then the slices), the quantised
+    latents, the image size and, with `with_bits`, the model's rate
+    estimate of exactly these symbols (y + z bits, float32 scalar; None
+    otherwise, so `compress`'s graph holds no likelihood).
+    """
     image = self._check_image(image)
     shape = tf.shape(image)
     x = tf.cast(image, tf.float32)[None] / PIXEL_MAX
@@ -165,20 +172,35 @@ class DCAECodec(tf.Module):
     z_hat = self.z_model.quantize(z)
     latent_scales, latent_means = self.model.hyper_synthesis(z_hat)
     y_slices = tf.split(y, self.config.num_slices, axis=-1)
+    y_likelihoods = []
 
     def quantize(i, mu, scale):
       index = entropy.scale_to_index(self.config, scale)
       groups.append(rans.indexed_symbols(self.y_model, y_slices[i], index, mu))
-      return rans.indexed_dequantize(self.y_model, groups[-1][0], mu)
+      y_q = rans.indexed_dequantize(self.y_model, groups[-1][0], mu)
+      if with_bits:
+        y_likelihoods.append(entropy.y_likelihood(self.config, y_q, mu, scale))
+      return y_q
 
     y_hat = self.model.slices.run(latent_scales, latent_means, quantize)
+    bits = None
+    if with_bits:
+      # As the model's evaluation-mode forward pass (`DCAE.call`), of the
+      # latents this codec codes (with its transform dtype's g_a).
+      bits = (entropy.bits_of(tf.concat(y_likelihoods, axis=-1)) +
+              entropy.bits_of(self.model.hyperprior.likelihood(z_hat)))[0]
+    return groups, y_hat, shape[0], shape[1], bits
+
+  def _encode(self, image):
+    """Returns (bitstream, y_hat, height, width) of a uint8 (H, W, 3) image."""
+    groups, y_hat, height, width, _ = self._quantise(image)
     stream = rans.encode(
         groups, [self.z_tables] + [self.y_tables] * self.config.num_slices)
     # What the decoder must get back: every coded symbol.
     payload = tf.strings.join(
         [stream, digest.symbols_digest([v for v, _ in groups])])
-    data = container_ops.pack(payload, shape[0], shape[1], self.fingerprint)
-    return data, y_hat, shape[0], shape[1]
+    data = container_ops.pack(payload, height, width, self.fingerprint)
+    return data, y_hat, height, width
 
   def _decode_latents(self, data):
     """Returns (y_hat, height, width) of a bitstream, after its checks."""
@@ -283,16 +305,26 @@ class DCAECodec(tf.Module):
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
+  def reconstruct(self, image):
+    """(encoder-side uint8 reconstruction, estimated bits), in one pass.
+
+    The export's `reconstruct` signature: what evaluation needs without a
+    decoder, from a single g_a, slice loop and g_s (the reconstruction is
+    the decoder's image exactly; the estimate is `estimated_bits`).
+    """
+    _, y_hat, height, width, bits = self._quantise(image, with_bits=True)
+    return self._to_image(y_hat, height, width), bits
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
   def estimated_bits(self, image):
     """The model's own rate estimate (y + z) for an image, as float32.
 
-    What the bitstream payload should cost: the likelihoods of the
-    quantised latents under the model's priors (evaluation mode, as in the
-    official forward pass). The container's header comes on top.
+    What the bitstream payload should cost: the likelihoods of the coded
+    symbols under the model's priors (evaluation mode, as in the official
+    forward pass). The container's header comes on top.
     """
-    x = tf.cast(self._check_image(image), tf.float32)[None] / PIXEL_MAX
-    out = self.model(x, training=False)
-    return (out["bits_y"] + out["bits_z"])[0]
+    return self._quantise(image, with_bits=True)[4]
 
   @tf.function(input_signature=[
       tf.TensorSpec([], tf.string, name="bitstream")])

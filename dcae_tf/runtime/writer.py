@@ -63,14 +63,13 @@ class _ServingModule(tf.Module):
     self.decompress = decompress
     self.metadata = metadata
     self.reconstruct = None
-    if all(callable(getattr(codec, f, None))
-           for f in ("compress_with_reconstruction", "estimated_bits")):
+    if callable(getattr(codec, "reconstruct", None)):
 
       @tf.function(input_signature=[
           tf.TensorSpec([None, None, IMAGE_CHANNELS], tf.uint8, name=IMAGE)])
       def reconstruct(image):
-        return {IMAGE: codec.compress_with_reconstruction(image)[2],
-                ESTIMATED_BITS: codec.estimated_bits(image)}
+        reconstruction, bits = codec.reconstruct(image)
+        return {IMAGE: reconstruction, ESTIMATED_BITS: bits}
 
       self.reconstruct = reconstruct
 
