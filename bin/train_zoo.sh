@@ -14,8 +14,9 @@
 #   BASE_LAMBDA (0.0067)  FT_LAMBDAS ("0.0018 0.0035 0.013 0.025")
 #   BASE_STEPS (20000)    FT_STEPS (4000: lr x0.1 over the last fifth)
 #   PRESET (small)  CROP (128)  BATCH (8)  GLOB (data/zoo_train)
-#   PRECISION (mixed_bfloat16: 1.63x float32's images/s on an AVX512_BF16
-#   CPU, bench/train_throughput.py; use float32 on CPUs without it)
+#   PRECISION of a new run (default: mixed_bfloat16 where the CPU has
+#   AVX512_BF16 or AMX, float32 elsewhere, as bench/train_throughput.py
+#   measured, docs/training.md); a resumed run keeps its own
 #   RUNS_DIR (runs)  MODELS_DIR (saved_models)  PYTHON (.venv/bin/python)
 set -euo pipefail
 
@@ -36,12 +37,27 @@ digits() { echo "${1#0.}"; }          # 0.0067 -> 0067
 run_dir() { echo "$RUNS_DIR/zoo_$(digits "$1")"; }
 model_name() { echo "dcae-$PRESET-mse-$(digits "$1")"; }
 
+# bfloat16 pays only where the CPU computes it natively; emulated, it is
+# slower than float32.
+default_precision() {
+  if grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo 2>/dev/null; then
+    echo mixed_bfloat16
+  else
+    echo float32
+  fi
+}
+
 train() {  # lambda steps init lr decay_step
+  local precision=()
+  # A run that exists keeps the precision it started with (bin/train.py
+  # refuses another), whichever machine resumes it.
+  [ -d "$(run_dir "$1")" ] && [ -z "${PRECISION:-}" ] ||
+    precision=(--precision "${PRECISION:-$(default_precision)}")
   "$PYTHON" bin/train.py --preset "$PRESET" --lmbda "$1" \
     --train_glob "$GLOB" --val_glob data/test --model_path "$(run_dir "$1")" \
     --init_from "$3" --steps "$2" --learning_rate "$4" --lr_decay_step "$5" \
     --batch_size "${BATCH:-8}" --crop_size "${CROP:-128}" \
-    --precision "${PRECISION:-mixed_bfloat16}" \
+    "${precision[@]}" \
     --checkpoint_every 250 --validate_every 500 --log_every 50 \
     --keep_checkpoints 2
 }
