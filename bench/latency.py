@@ -59,9 +59,8 @@ of Einsum ops, which the profiler does not know (2 * product of all index
 sizes); the graphs counted run the Swin blocks as whole-map products (training
 mode), not as the inference loops over bands of rows, whose bodies the
 profiler skips (a graph with a loop is refused). Achieved GFLOP/s are put
-next to a float32 matrix-multiply roofline
-measured in the same process just before and after the timings (best of N
-large tf.linalg.matmul). On a shared machine the roofline run can be slowed
+next to a float32 matrix-multiply roofline measured in the same process
+just before and after the timings (best of N large tf.linalg.matmul). On a shared machine the roofline run can be slowed
 by other load more than a part's best time was: a fraction above 100 % means
 that, not a counting error.
 
@@ -337,24 +336,27 @@ def main():
     # One label per weight storage x transform dtype (the files' names).
     labels = {(d, t): d if t == TRANSFORM_DTYPES[0] else f"{d}/{t}"
               for d, t in itertools.product(dtypes, computes)}
+
+    def path(label, what):
+      return os.path.join(tmp, f"{label.replace('/', '_')}_{what}")
+
     for (dtype, compute), source in itertools.product(labels, sources):
-      label = labels[dtype, compute].replace("/", "_")
+      label = labels[dtype, compute]
       extra = ["--weight_dtype", dtype, "--transform_dtype", compute]
       if source == "export":
-        extra += ["--export", os.path.join(tmp, f"{label}_export")]
+        extra += ["--export", path(label, "export")]
         if run_worker(args, "export", "encode", *extra) is None:
           continue
-      # The decode process decodes what the encode process wrote.
-      path = os.path.join(tmp, f"{label}_{source}.dcae")
       for direction in DIRECTIONS:
-        r = run_worker(args, "codec", direction, *extra, "--bitstream", path)
+        # The decode process decodes what the encode process wrote.
+        r = run_worker(args, "codec", direction, *extra, "--bitstream",
+                       path(label, f"{source}.dcae"))
         if r is None:
           break
         if direction in directions:
           codec_results.append(r)
-    same = {label: _same_files(
-        [os.path.join(tmp, f"{label.replace('/', '_')}_{source}.dcae")
-         for source in sources]) for label in labels.values()}
+    same = {label: _same_files([path(label, f"{s}.dcae") for s in sources])
+            for label in labels.values()}
   if not results:
     print("error: every measurement failed", file=sys.stderr)
     return 1

@@ -49,10 +49,11 @@ default_precision() {
 
 train() {  # lambda steps init lr decay_step
   local precision=()
-  # A run that exists keeps the precision it started with (bin/train.py
-  # refuses another), whichever machine resumes it.
-  [ -d "$(run_dir "$1")" ] && [ -z "${PRECISION:-}" ] ||
+  # A run that has started keeps the precision its model.json records
+  # (bin/train.py refuses another), whichever machine resumes it.
+  if [ -n "${PRECISION:-}" ] || [ ! -f "$(run_dir "$1")/model.json" ]; then
     precision=(--precision "${PRECISION:-$(default_precision)}")
+  fi
   "$PYTHON" bin/train.py --preset "$PRESET" --lmbda "$1" \
     --train_glob "$GLOB" --val_glob data/test --model_path "$(run_dir "$1")" \
     --init_from "$3" --steps "$2" --learning_rate "$4" --lr_decay_step "$5" \

@@ -17,10 +17,16 @@ from dcae_tf.layers import dictionary
 SLICE_KERNEL = 3
 
 
+def _log_table(config):
+  """(log of the smallest scale, log step) of the scale table."""
+  log_min = math.log(config.scale_min)
+  return log_min, (math.log(config.scale_max) - log_min) / (
+      config.scale_levels - 1)
+
+
 def scale_table_fn(config):
   """index -> scale on the official log-spaced table (0.11 ... 256, 64)."""
-  log_min = math.log(config.scale_min)
-  step = (math.log(config.scale_max) - log_min) / (config.scale_levels - 1)
+  log_min, step = _log_table(config)
 
   def scale_fn(index):
     return tf.math.exp(log_min + step * tf.cast(index, tf.float32))
@@ -35,11 +41,15 @@ def scale_to_index(config, scale):
   official forward pass. Encoder and decoder compute this from identical
   inputs, so they agree exactly.
   """
-  log_min = math.log(config.scale_min)
-  step = (math.log(config.scale_max) - log_min) / (config.scale_levels - 1)
-  scale = tf.maximum(scale, config.scale_min)
-  index = tf.round((tf.math.log(scale) - log_min) / step)
+  index = tf.round(scale_position(config, scale))
   return tf.clip_by_value(index, 0., config.scale_levels - 1.)
+
+
+def scale_position(config, scale):
+  """Where each lower-bounded scale lies on the table, in (fractional)
+  indexes: `scale_to_index` rounds and clips it."""
+  log_min, step = _log_table(config)
+  return (tf.math.log(tf.maximum(scale, config.scale_min)) - log_min) / step
 
 
 def y_likelihood(config, values, mu, scale):

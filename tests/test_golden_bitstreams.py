@@ -108,18 +108,10 @@ def encoder_values(codec, image):
   latent_scales, latent_means = codec.model.hyper_synthesis(
       codec.z_model.quantize(z))
   y_slices = tf.split(y, config.num_slices, axis=-1)
-  log_min = np.log(config.scale_min)
-  step = (np.log(config.scale_max) - log_min) / (config.scale_levels - 1)
 
   def quantize(i, mu, scale):
     values[f"y_{i}"] = y_slices[i] - mu
-    values[f"scale_{i}"] = (tf.math.log(tf.maximum(scale, config.scale_min))
-                            - log_min) / step
-    # The index `entropy.scale_to_index` takes: the same arithmetic.
-    tf.debugging.assert_equal(
-        entropy.scale_to_index(config, scale),
-        tf.clip_by_value(tf.round(values[f"scale_{i}"]), 0.,
-                         config.scale_levels - 1.))
+    values[f"scale_{i}"] = entropy.scale_position(config, scale)
     return tf.round(y_slices[i] - mu) + mu
 
   codec.model.slices.run(latent_scales, latent_means, quantize)
@@ -129,12 +121,11 @@ def encoder_values(codec, image):
 def bitstream_of_values(codec, values, height, width):
   """The container `compress` writes for the symbols of `values`.
 
-  Integer work only (rounding the stored floats, table indexes, the rANS
-  coder, the digest, the container), so the same on every CPU.
+  Integer work only (rounding the stored floats, table indexes, and the
+  codec's own rANS coding, digest and container), so the same on every CPU.
   """
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from dcae_tf import rans  # pylint: disable=import-outside-toplevel
-  from dcae_tf.codec import container_ops, digest  # pylint: disable=import-outside-toplevel
   config = codec.config
   z = tf.constant(values["z"])
   groups = [(tf.reshape(tf.cast(tf.round(z), tf.int32), [-1]),
@@ -145,12 +136,8 @@ def bitstream_of_values(codec, values, height, width):
     groups.append((
         tf.reshape(tf.cast(tf.round(values[f"y_{i}"]), tf.int32), [-1]),
         rans.indexed_index(codec.y_model, index)))
-  stream = rans.encode(
-      groups, [codec.z_tables] + [codec.y_tables] * config.num_slices)
-  payload = tf.strings.join(
-      [stream, digest.symbols_digest([v for v, _ in groups])])
-  return container_ops.pack(payload, height, width,
-                            codec.fingerprint).numpy()
+  # pylint: disable-next=protected-access
+  return codec._bitstream(groups, height, width).numpy()
 
 
 def _stored_values():

@@ -194,13 +194,16 @@ class DCAECodec(tf.Module):
   def _encode(self, image):
     """Returns (bitstream, y_hat, height, width) of a uint8 (H, W, 3) image."""
     groups, y_hat, height, width, _ = self._quantise(image)
+    return self._bitstream(groups, height, width), y_hat, height, width
+
+  def _bitstream(self, groups, height, width):
+    """The container of coded symbol `groups` (z, then the slices)."""
     stream = rans.encode(
         groups, [self.z_tables] + [self.y_tables] * self.config.num_slices)
     # What the decoder must get back: every coded symbol.
     payload = tf.strings.join(
         [stream, digest.symbols_digest([v for v, _ in groups])])
-    data = container_ops.pack(payload, height, width, self.fingerprint)
-    return data, y_hat, height, width
+    return container_ops.pack(payload, height, width, self.fingerprint)
 
   def _decode_latents(self, data):
     """Returns (y_hat, height, width) of a bitstream, after its checks."""
