@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# The zoo's training recipe: one base model at a middle rate, fine-tuned to
-# the other rates (a fine-tune costs a fraction of a run from scratch), then
-# exported with float16 weights and a model card each.
+# The zoo's training recipe: one base model at a middle rate, then a chain of
+# fine-tunes up the rate axis, each from the one before (a fine-tune costs a
+# fraction of a run from scratch, and a small step in λ converges fastest),
+# then exported with float16 weights and a model card each.
 #
 #   bin/train_zoo.sh train    # base, then every fine-tune (resumes; rerun after a kill)
 #   bin/train_zoo.sh export   # saved_models/dcae-small-mse-<λ digits>, cards, DEFAULT
 #
 # Every stage checkpoints into runs/zoo_<λ digits> and resumes from there when
 # rerun; a stage whose run has reached its step count is skipped. The base
-# starts from INIT (default: the shipped 0.0018 model's export), each fine-tune
-# from the base's newest checkpoint when it first starts. Settings come from
-# the environment:
-#   BASE_LAMBDA (0.0067)  FT_LAMBDAS ("0.0018 0.0035 0.013 0.025")
-#   BASE_STEPS (20000)    FT_STEPS (4000: lr x0.1 over the last fifth)
+# starts from INIT (default: the shipped 0.0035 model's export), the first
+# fine-tune from the base's newest checkpoint when it first starts, every
+# later one from the fine-tune before it. Every stage decays its learning
+# rate x0.1 over its last fifth. Settings come from the environment:
+#   BASE_LAMBDA (0.0067)  FT_LAMBDAS ("0.013 0.025", in chain order)
+#   BASE_STEPS (2400)     FT_STEPS (900)
+#   KEEP_LAMBDAS ("0.0018 0.0035": models already in MODELS_DIR that stay
+#   in the zoo; export evaluates them with the new ones and rewrites their
+#   cards, not their exports)
 #   PRESET (small)  CROP (128)  BATCH (8)  GLOB (data/zoo_train)
 #   PRECISION of a new run (default: mixed_bfloat16 where the CPU has
 #   AVX512_BF16 or AMX, float32 elsewhere, as bench/train_throughput.py
@@ -25,13 +30,14 @@ cd "$ROOT_DIR"
 PYTHON="${PYTHON:-.venv/bin/python}"
 PRESET="${PRESET:-small}"
 BASE_LAMBDA="${BASE_LAMBDA:-0.0067}"
-FT_LAMBDAS="${FT_LAMBDAS:-0.0018 0.0035 0.013 0.025}"
-BASE_STEPS="${BASE_STEPS:-20000}"
-FT_STEPS="${FT_STEPS:-4000}"
-INIT="${INIT:-saved_models/dcae-small-mse-0018}"
+FT_LAMBDAS="${FT_LAMBDAS:-0.013 0.025}"
+BASE_STEPS="${BASE_STEPS:-2400}"
+FT_STEPS="${FT_STEPS:-900}"
+INIT="${INIT:-saved_models/dcae-small-mse-0035}"
 RUNS_DIR="${RUNS_DIR:-runs}"
 MODELS_DIR="${MODELS_DIR:-saved_models}"
 GLOB="${GLOB:-data/zoo_train}"
+KEEP_LAMBDAS="${KEEP_LAMBDAS:-0.0018 0.0035}"
 
 digits() { echo "${1#0.}"; }          # 0.0067 -> 0067
 run_dir() { echo "$RUNS_DIR/zoo_$(digits "$1")"; }
@@ -66,10 +72,11 @@ train() {  # lambda steps init lr decay_step
 case "${1:-}" in
   train)
     [ -d "$GLOB" ] || bash bin/get_training_data.sh "$GLOB"
-    train "$BASE_LAMBDA" "$BASE_STEPS" "$INIT" 3e-4 0
+    train "$BASE_LAMBDA" "$BASE_STEPS" "$INIT" 3e-4 $((BASE_STEPS * 4 / 5))
+    from="$(run_dir "$BASE_LAMBDA")"
     for lmbda in $FT_LAMBDAS; do
-      train "$lmbda" "$FT_STEPS" "$(run_dir "$BASE_LAMBDA")" 1e-4 \
-        $((FT_STEPS * 4 / 5))
+      train "$lmbda" "$FT_STEPS" "$from" 1e-4 $((FT_STEPS * 4 / 5))
+      from="$(run_dir "$lmbda")"
     done
     ;;
   export)
@@ -80,7 +87,7 @@ case "${1:-}" in
     done
     echo "$(model_name "$BASE_LAMBDA")" > "$MODELS_DIR/DEFAULT"
     models=()
-    for lmbda in $BASE_LAMBDA $FT_LAMBDAS; do
+    for lmbda in $KEEP_LAMBDAS $BASE_LAMBDA $FT_LAMBDAS; do
       models+=("$MODELS_DIR/$(model_name "$lmbda")")
     done
     "$PYTHON" bin/evaluate.py --models "${models[@]}" --images data/test \

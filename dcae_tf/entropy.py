@@ -6,6 +6,7 @@ forward pass, `compress` and `decompress` all call it with a different
 `quantize` callback (noise or rounding for training and rate estimation,
 range *encoding* for compress, range *decoding* for decompress).
 """
+import functools
 import math
 
 import tensorflow as tf
@@ -74,6 +75,11 @@ def _slice_network(config, out_channels, name):
   ], name=name)
 
 
+def _unshared(name, fn):
+  del name
+  return fn
+
+
 class SliceEntropyModel(base.ReadsWeightsAfterInputs, base.TorchNamed,
                         tf.keras.layers.Layer):
   """Channel-conditional slices with dictionary cross-attention and LRP.
@@ -128,7 +134,7 @@ class SliceEntropyModel(base.ReadsWeightsAfterInputs, base.TorchNamed,
     return self.run(latent_scales, latent_means, lambda i, mu, scale: mu)
 
   def run(self, latent_scales, latent_means, quantize, record=None,
-          training=None):
+          training=None, share=None):
     """The slice loop.
 
     Args:
@@ -140,22 +146,40 @@ class SliceEntropyModel(base.ReadsWeightsAfterInputs, base.TorchNamed,
       training: the Keras training flag for the dictionary attention
         (whole-map products, not inference's bands of rows); by default
         that of the enclosing Keras call, as `run` is not one.
+      share: optional callable (name, fn) -> callable, applied to each
+        slice's two network pieces (`fn` takes and returns tensors only):
+        the codec makes each a `tf.function` traced once, so that all its
+        signatures call one graph of a slice's networks instead of tracing
+        a copy each.
 
     Returns:
       y_hat, (B, h, w, M).
     """
+    share = share or _unshared
     y_hat_slices = []
     for i in range(self.config.num_slices):
-      support, dict_info = self.context(i, latent_scales, latent_means,
-                                        y_hat_slices, training=training)
-      mu, scale = self.gaussian_params(i, support)
+      parameters = share(f"slice_parameters_{i}",
+                         functools.partial(self._parameters, i, training))
+      support, dict_info, mu, scale = parameters(
+          latent_scales, latent_means,
+          *y_hat_slices[:self.config.max_support_slices])
       y_q = quantize(i, mu, scale)
-      lrp = self.lrp(i, support, y_q)
+      lrp = share(f"slice_lrp_{i}", functools.partial(self.lrp, i))(
+          support, y_q)
       y_hat_slices.append(y_q + lrp)
       if record is not None:
         record.update({f"dict_info_{i}": dict_info, f"mu_{i}": mu,
                        f"scale_{i}": scale, f"lrp_{i}": lrp})
     return tf.concat(y_hat_slices, axis=-1)
+
+  def _parameters(self, index, training, latent_scales, latent_means,
+                  *previous):
+    """(support, dict_info, mu, scale) of slice `index`: its context and
+    what the mean and scale networks read from it."""
+    support, dict_info = self.context(index, latent_scales, latent_means,
+                                      previous, training=training)
+    mu, scale = self.gaussian_params(index, support)
+    return support, dict_info, mu, scale
 
   def _torch_params(self):
     return [("dt", self.dictionary, "same")]
