@@ -176,8 +176,11 @@ def high_rate(latents, step, top_index):
   return zs, ys, mus, idxs
 
 
-def run_case(coders, latents, pixels, repeats, check=True):
-  """Codes `latents` with both coders; returns a dict of the figures."""
+def run_case(coders, latents, pixels, repeats, check=True, time_ours=True):
+  """Codes `latents` with both coders; returns a dict of the figures.
+
+  Without `time_ours`, our coder's times are left to the caller (NaN).
+  """
   zs, ys, mus, idxs = latents
   z_shape = tf.shape(zs[0])
   strings = coders.tfc_encode(zs, ys, mus, idxs)
@@ -190,15 +193,20 @@ def run_case(coders, latents, pixels, repeats, check=True):
     for a, b in zip(ref_z + ref_y, got_z + got_y):
       if not np.array_equal(a.numpy(), b.numpy()):
         raise AssertionError("decoded latents differ from TFC's decompress")
-  return dict(
+  r = dict(
       tfc_bytes=tfc_bytes, our_bytes=our_bytes,
       bpp=8 * our_bytes / pixels, lanes=lane_count(stream.numpy()),
       tfc_enc=best_ms(lambda: coders.tfc_encode(zs, ys, mus, idxs), repeats),
-      our_enc=best_ms(lambda: coders.ours_encode(zs, ys, mus, idxs), repeats),
       tfc_dec=best_ms(lambda: coders.tfc_decode(strings, z_shape, mus, idxs),
                       repeats),
-      our_dec=best_ms(lambda: coders.ours_decode(stream, z_shape, mus, idxs),
-                      repeats))
+      our_enc=math.nan, our_dec=math.nan)
+  if time_ours:
+    r.update(
+        our_enc=best_ms(lambda: coders.ours_encode(zs, ys, mus, idxs),
+                        repeats),
+        our_dec=best_ms(lambda: coders.ours_decode(stream, z_shape, mus,
+                                                   idxs), repeats))
+  return r
 
 
 def _row(label, r):
@@ -273,25 +281,36 @@ def network_functions(codec):
   return encode_latents, decode
 
 
-def paper_share(image, lat, coders, repeats):
-  """The coder's share of a paper-preset codec's time at `image`'s size.
+class PaperNetworks:
+  """A paper-preset model's networks at one image size, built and traced
+  once for every model and lane count the benchmark codes (fresh weights:
+  their time does not depend on them)."""
 
-  `lat` are the paper-sized latents that `coders` code; the networks are a
-  paper-preset model's (fresh weights: their time does not depend on them).
+  def __init__(self, image):
+    paper = codec_lib.DCAECodec(
+        weights.new_model(config_lib.get_config("paper")), name="paper")
+    self.encode, self.decode = network_functions(paper)
+    self.image = tf.constant(image)
+    zs, self.y_hat, _, _ = self.encode(self.image)
+    self.z_hat = zs[0]
+    self.size = tf.constant(image.shape[:2], tf.int32)
+
+
+def paper_share(nets, lat, coders, repeats):
+  """The coder's share of a paper-preset codec's time at `nets`' size.
+
+  `lat` are the paper-sized latents that `coders` code; `nets` a
+  `PaperNetworks`.
   """
-  paper = codec_lib.DCAECodec(
-      weights.new_model(config_lib.get_config("paper")), name="paper")
-  encode, decode = network_functions(paper)
-  image = tf.constant(image)
-  zs, ys, _, _ = encode(image)
-  size = tf.constant(image.shape[:2], tf.int32)
-  r = run_case(coders, lat, int(image.shape[0] * image.shape[1]), repeats)
+  height, width = nets.image.shape[:2]
+  r = run_case(coders, lat, int(height * width), repeats, time_ours=False)
   stream = coders.ours_encode(*lat)
   z_shape = tf.shape(lat[0][0])
   # Networks and coder timed in alternation, best of each, so that both see
   # the same load on a shared machine.
-  timed = {"enc": (lambda: encode(image)), "dec": (lambda: decode(
-      zs[0], ys, size)), "our_enc": (lambda: coders.ours_encode(*lat)),
+  timed = {"enc": (lambda: nets.encode(nets.image)),
+           "dec": (lambda: nets.decode(nets.z_hat, nets.y_hat, nets.size)),
+           "our_enc": (lambda: coders.ours_encode(*lat)),
            "our_dec": (lambda: coders.ours_decode(stream, z_shape, *lat[2:]))}
   best = {k: math.inf for k in timed}
   for _ in range(repeats):
@@ -299,7 +318,7 @@ def paper_share(image, lat, coders, repeats):
       best[k] = min(best[k], once_ms(fn))
   enc, dec = best["enc"], best["dec"]
   r.update(our_enc=best["our_enc"], our_dec=best["our_dec"])
-  print(f"paper preset at {image.shape[1]}x{image.shape[0]} (load average "
+  print(f"paper preset at {width}x{height} (load average "
         f"{os.getloadavg()[0]:.1f}): networks encode {enc:.0f} ms, decode "
         f"{dec:.0f} ms; our coder on the paper-sized latents encode "
         f"{r['our_enc']:.0f} ms ({r['our_enc'] / (enc + r['our_enc']):.1%} "
@@ -309,15 +328,26 @@ def paper_share(image, lat, coders, repeats):
   return r
 
 
-def paper_image(paths):
-  """The first held-out photograph that holds PAPER_SIZE, cropped to it."""
-  h, w = PAPER_SIZE
+def paper_image(paths, size=PAPER_SIZE):
+  """The first held-out photograph that holds `size`, cropped to it."""
+  h, w = size
   for path in paths:
     image = np.asarray(Image.open(path).convert("RGB"))
     for im in (image, image.transpose(1, 0, 2)):
       if im.shape[0] >= h and im.shape[1] >= w:
         return os.path.basename(path), im[:h, :w]
   return None, None
+
+
+def _size(text):
+  try:
+    height, width = (int(v) for v in text.lower().split("x"))
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"expected HEIGHTxWIDTH, got {text!r}") from None
+  if height < 1 or width < 1:
+    raise argparse.ArgumentTypeError(f"empty size {text!r}")
+  return height, width
 
 
 def main(argv=None):
@@ -329,6 +359,9 @@ def main(argv=None):
                       help="also code with each of SWEEP_LANES lanes")
   parser.add_argument("--paper", action="store_true",
                       help="also time a paper-preset-sized case")
+  parser.add_argument("--paper_size", type=_size,
+                      default="x".join(map(str, PAPER_SIZE)),
+                      help="HEIGHTxWIDTH of the paper-preset case")
   parser.add_argument("--no_codec_timing", action="store_true",
                       help="skip timing the codec's whole compress and "
                       "decompress")
@@ -343,6 +376,11 @@ def main(argv=None):
         f"{os.getloadavg()[0]:.1f}; lanes by rans.choose_lanes "
         f"(target steps {rans.TARGET_STEPS}, rate share "
         f"{rans.LANE_RATE_SHARE})")
+  if args.paper:
+    paper_name, paper_crop = paper_image(paths, args.paper_size)
+    if paper_crop is None:
+      sys.exit(f"no image in {args.images} holds {args.paper_size}")
+    paper_nets = PaperNetworks(paper_crop)
   for name in names:
     codec = load_codec(os.path.join(SHIPPED, name))
     latents = latents_function(codec)
@@ -367,6 +405,8 @@ def main(argv=None):
             "inside), ms: " + ", ".join(
                 f"{n} {e:.0f} / {d:.0f}" for (n, _, _), (e, d) in
                 zip(cases, net)))
+    if args.paper:
+      paper_lat = paper_latents(latents(tf.constant(paper_crop)))
     for lanes in (None,) + (SWEEP_LANES if args.sweep else ()):
       coders = Coders(codec, c.num_slices, lanes=lanes)
       print(f"\n{name}, lanes " + ("by policy" if lanes is None
@@ -388,13 +428,10 @@ def main(argv=None):
                 f" decode {ours['our_dec'] / dec:.1%}; TFC encode "
                 f"{ours['tfc_enc'] / enc:.1%} decode {ours['tfc_dec'] / dec:.1%}")
       if args.paper:
-        image_name, image = paper_image(paths)
-        if image is None:
-          sys.exit(f"no image in {args.images} holds {PAPER_SIZE}")
-        lat = paper_latents(latents(tf.constant(image)))
-        paper = Coders(codec, c.num_slices, lanes=lanes, z_groups=len(lat[0]))
-        print(_row(f"paper-sized {image_name}",
-                   paper_share(image, lat, paper, args.repeats)))
+        paper = Coders(codec, c.num_slices, lanes=lanes,
+                       z_groups=len(paper_lat[0]))
+        print(_row(f"paper-sized {paper_name}",
+                   paper_share(paper_nets, paper_lat, paper, args.repeats)))
 
 
 if __name__ == "__main__":
