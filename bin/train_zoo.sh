@@ -14,10 +14,10 @@
 # later one from the fine-tune before it. Every stage decays its learning
 # rate x0.1 over its last fifth. Settings come from the environment:
 #   BASE_LAMBDA (0.0067)  FT_LAMBDAS ("0.013 0.025", in chain order)
-#   BASE_STEPS (2400)     FT_STEPS (900)
+#   BASE_STEPS (2000)     FT_STEPS (600)
 #   KEEP_LAMBDAS ("0.0018 0.0035": models already in MODELS_DIR that stay
-#   in the zoo; export evaluates them with the new ones and rewrites their
-#   cards, not their exports)
+#   in the zoo; export re-exports them from their newest version as a new
+#   one, evaluates them with the new models and rewrites their cards)
 #   PRESET (small)  CROP (128)  BATCH (8)  GLOB (data/zoo_train)
 #   PRECISION of a new run (default: mixed_bfloat16 where the CPU has
 #   AVX512_BF16 or AMX, float32 elsewhere, as bench/train_throughput.py
@@ -31,8 +31,8 @@ PYTHON="${PYTHON:-.venv/bin/python}"
 PRESET="${PRESET:-small}"
 BASE_LAMBDA="${BASE_LAMBDA:-0.0067}"
 FT_LAMBDAS="${FT_LAMBDAS:-0.013 0.025}"
-BASE_STEPS="${BASE_STEPS:-2400}"
-FT_STEPS="${FT_STEPS:-900}"
+BASE_STEPS="${BASE_STEPS:-2000}"
+FT_STEPS="${FT_STEPS:-600}"
 INIT="${INIT:-saved_models/dcae-small-mse-0035}"
 RUNS_DIR="${RUNS_DIR:-runs}"
 MODELS_DIR="${MODELS_DIR:-saved_models}"
@@ -80,8 +80,14 @@ case "${1:-}" in
     done
     ;;
   export)
-    for lmbda in $BASE_LAMBDA $FT_LAMBDAS; do
-      "$PYTHON" bin/export.py --checkpoint "$(run_dir "$lmbda")" \
+    # The kept models are re-exported from their own exports (the same
+    # weights, this code's graphs); the trained ones from their runs.
+    for lmbda in $KEEP_LAMBDAS $BASE_LAMBDA $FT_LAMBDAS; do
+      source="$(run_dir "$lmbda")"
+      case " $KEEP_LAMBDAS " in
+        *" $lmbda "*) source="$MODELS_DIR/$(model_name "$lmbda")" ;;
+      esac
+      "$PYTHON" bin/export.py --checkpoint "$source" \
         --name "$(model_name "$lmbda")" --models_dir "$MODELS_DIR" \
         --weight_dtype float16
     done

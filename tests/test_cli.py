@@ -345,7 +345,11 @@ def test_evaluate_subcommand_writes_tables_and_cards(work):
     assert card["bpp_range"] == [min(r["bpp"] for r in model_rows),
                                  max(r["bpp"] for r in model_rows)]
     assert "evaluate" in card["evaluation"]["command"]
-    assert (work / "saved_models" / name / "MODEL_CARD.md").is_file()
+    # What the weights are stored in and the transforms compute in.
+    assert card["weight_dtype"] == "float32"
+    assert card["transform_dtype"] == "float32"
+    markdown = (work / "saved_models" / name / "MODEL_CARD.md").read_text()
+    assert "g_a and g_s compute in float32" in markdown
     os.remove(work / "saved_models" / name / "MODEL_CARD.md")
     if name in saved:
       card_path.write_bytes(saved[name])

@@ -45,6 +45,8 @@ def card(results, setting, metadata, command):
       "metric": metadata.get("metric"),
       "weight_dtype": metadata.get("weight_dtype",
                                    metadata_lib.DEFAULT_WEIGHT_DTYPE),
+      "transform_dtype": metadata.get("transform_dtype",
+                                      metadata_lib.DEFAULT_TRANSFORM_DTYPE),
       "training": {k: metadata[k] for k in metadata_lib.TRAINING_METADATA
                    if k in metadata},
       "evaluation": {
@@ -82,7 +84,9 @@ def markdown(c):
       f"DCAE (Lu et al., CVPR 2025), preset `{c['preset']}`, trained with "
       f"{c['metric']} distortion at lambda {c['lmbda']} "
       f"(weights fingerprint `{c['fingerprint']}`; weights stored as "
-      f"{c['weight_dtype']}, computation in float32).",
+      f"{c['weight_dtype']}; g_a and g_s compute in "
+      f"{c.get('transform_dtype', metadata_lib.DEFAULT_TRANSFORM_DTYPE)}, "
+      "everything else in float32).",
       "",
       "## Training",
       "",
