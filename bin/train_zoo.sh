@@ -13,7 +13,9 @@
 # fine-tune from the base's newest checkpoint when it first starts, every
 # later one from the fine-tune before it. Every stage decays its learning
 # rate x0.1 over its last fifth. Settings come from the environment:
-#   BASE_LAMBDA (0.0067)  FT_LAMBDAS ("0.013 0.025", in chain order)
+#   BASE_LAMBDA (0.0067)  FT_LAMBDAS ("0.013 0.025 0.05", in chain order)
+#   SHIP_FT_LAMBDAS ("0.025 0.05": the fine-tunes export puts in the zoo;
+#   the others are steps of the chain, left out for the size budget)
 #   BASE_STEPS (2000)     FT_STEPS (600)
 #   KEEP_LAMBDAS ("0.0018 0.0035": models already in MODELS_DIR that stay
 #   in the zoo; export re-exports them from their newest version as a new
@@ -30,7 +32,8 @@ cd "$ROOT_DIR"
 PYTHON="${PYTHON:-.venv/bin/python}"
 PRESET="${PRESET:-small}"
 BASE_LAMBDA="${BASE_LAMBDA:-0.0067}"
-FT_LAMBDAS="${FT_LAMBDAS:-0.013 0.025}"
+FT_LAMBDAS="${FT_LAMBDAS:-0.013 0.025 0.05}"
+SHIP_FT_LAMBDAS="${SHIP_FT_LAMBDAS:-0.025 0.05}"
 BASE_STEPS="${BASE_STEPS:-2000}"
 FT_STEPS="${FT_STEPS:-600}"
 INIT="${INIT:-saved_models/dcae-small-mse-0035}"
@@ -82,7 +85,7 @@ case "${1:-}" in
   export)
     # The kept models are re-exported from their own exports (the same
     # weights, this code's graphs); the trained ones from their runs.
-    for lmbda in $KEEP_LAMBDAS $BASE_LAMBDA $FT_LAMBDAS; do
+    for lmbda in $KEEP_LAMBDAS $BASE_LAMBDA $SHIP_FT_LAMBDAS; do
       source="$(run_dir "$lmbda")"
       case " $KEEP_LAMBDAS " in
         *" $lmbda "*) source="$MODELS_DIR/$(model_name "$lmbda")" ;;
@@ -93,7 +96,7 @@ case "${1:-}" in
     done
     echo "$(model_name "$BASE_LAMBDA")" > "$MODELS_DIR/DEFAULT"
     models=()
-    for lmbda in $KEEP_LAMBDAS $BASE_LAMBDA $FT_LAMBDAS; do
+    for lmbda in $KEEP_LAMBDAS $BASE_LAMBDA $SHIP_FT_LAMBDAS; do
       models+=("$MODELS_DIR/$(model_name "$lmbda")")
     done
     "$PYTHON" bin/evaluate.py --models "${models[@]}" --images data/test \

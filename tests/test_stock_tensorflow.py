@@ -5,9 +5,12 @@ runtime load a SavedModel with the TF1 session loader and know only the ops
 their binary registers, so an export must hold stock ops only. Each check
 here runs in a subprocess whose Python cannot import tensorflow_compression
 (a stub package first on PYTHONPATH raises ImportError), on a `tiny` export
-made by this module and on the newest version of every shipped export; its
-outputs are compared bit for bit with `ExportedCodec`'s in this process
-(and, for the tiny export, with the in-process codec's).
+made by this module and on the newest version of the default shipped
+export; its outputs are compared bit for bit with `ExportedCodec`'s in this
+process (and, for the tiny export, with the in-process codec's). Every other
+shipped export must need exactly the ops of the default one (the zoo's
+models share one preset and one export graph, only their weights differ),
+which a read of their saved_model.pb checks in a second.
 """
 import json
 import os
@@ -22,6 +25,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from dcae_tf import export
 from dcae_tf import model as model_lib
+from dcae_tf import zoo
 from dcae_tf.codec import DCAECodec
 from dcae_tf.runtime import layout
 from dcae_tf.serving import client as client_lib
@@ -110,7 +114,22 @@ def _shipped_version_dirs():
 
 
 SHIPPED_EXPORTS = _shipped_version_dirs()
-EXPORTS = [TINY] + sorted(SHIPPED_EXPORTS)
+_DEFAULT = zoo.default_model(SHIPPED) if SHIPPED_EXPORTS else None
+# The shipped export every runtime runs; the others are checked by op set.
+DEFAULT_SHIPPED = _DEFAULT.dir_name if _DEFAULT else None
+EXPORTS = [TINY] + ([DEFAULT_SHIPPED] if DEFAULT_SHIPPED else [])
+
+
+def _op_types(version_dir):
+  """Every op type of an export's graph and function library."""
+  path = os.path.join(version_dir, layout.SAVED_MODEL_FILENAME)
+  with open(path, "rb") as f:
+    graph = saved_model_pb2.SavedModel.FromString(
+        f.read()).meta_graphs[0].graph_def
+  ops = {node.op for node in graph.node}
+  for function in graph.library.function:
+    ops.update(node.op for node in function.node_def)
+  return ops
 
 
 def _image():
@@ -312,6 +331,14 @@ def test_model_server_serves_without_tensorflow_compression(
       decoded = client.decompress(data)
   assert server.stopped_cleanly, server.log_tail()
   _check_equal(expected(TINY, tiny[1], request), data, decoded)
+
+
+@pytest.mark.skipif(DEFAULT_SHIPPED is None, reason="no shipped models")
+def test_every_shipped_export_needs_the_ops_of_the_checked_one():
+  checked = _op_types(SHIPPED_EXPORTS[DEFAULT_SHIPPED])
+  assert "Conv2D" in checked  # the parse found the transforms
+  for name, version_dir in SHIPPED_EXPORTS.items():
+    assert _op_types(version_dir) == checked, name
 
 
 def test_an_unregistered_op_is_refused_by_name(tmp_path):
