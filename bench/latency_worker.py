@@ -5,6 +5,7 @@ that imports TensorFlow, builds a seeded model or codec, times it and
 prints one JSON line for the driver. Importing this module does not import
 TensorFlow (the driver imports it for its names and constants).
 """
+import contextlib
 import json
 import time
 
@@ -112,13 +113,9 @@ def _timed(fn, args, repeats):
   return best, out
 
 
-def _parts(model, mode, height, width, training=False):
-  """The network parts of encode and decode as callables in `mode`.
-
-  With `training`, the Swin blocks run as whole-map products instead of
-  loops over bands of rows (the same arithmetic): the graphs whose FLOPs
-  the profiler can count, as it does not look into loop bodies.
-  """
+def _parts(model, mode, height, width):
+  """The network parts of encode and decode as callables in `mode`, at
+  inference."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   c = model.config
   s = c.latent_stride
@@ -128,24 +125,24 @@ def _parts(model, mode, height, width, training=False):
   spec = lambda shape: tf.TensorSpec(shape, tf.float32)  # pylint: disable=unnecessary-lambda-assignment
 
   def analysis(x):
-    return model.g_a(x, training=training)
+    return model.g_a(x, training=False)
 
   def hyper_decode(z_hat):
-    return (model.h_s_scales(z_hat, training=training),
-            model.h_s_means(z_hat, training=training))
+    return (model.h_s_scales(z_hat, training=False),
+            model.h_s_means(z_hat, training=False))
 
   def hyper_encode(y):
-    z_hat = model.hyperprior.quantize(model.h_a(y, training=training))
+    z_hat = model.hyperprior.quantize(model.h_a(y, training=False))
     return (z_hat,) + hyper_decode(z_hat)
 
   def slices(y, scales, means):
     y_slices = tf.split(y, c.num_slices, axis=-1)
     return model.slices.run(
         scales, means, lambda i, mu, scale: tf.round(y_slices[i] - mu) + mu,
-        training=training)
+        training=False)
 
   def synthesis(y_hat):
-    return model.g_s(y_hat, training=training)
+    return model.g_s(y_hat, training=False)
 
   signatures = {
       "g_a": (analysis, [spec((1, height, width, 3))]),
@@ -168,29 +165,40 @@ def _parts(model, mode, height, width, training=False):
 TRANSFORM = {"encode": "g_a", "decode": "g_s"}
 
 
-def _time_and_count(fn, x, repeats):
-  """(best seconds, output, FLOPs) of fn(x, training) as a tf.function.
+@contextlib.contextmanager
+def _whole_map(layer):
+  """Traces inside see `layer` compute whole-map products instead of loops
+  over bands of rows (the same arithmetic, `tiling.set_tiled`): graphs
+  whose FLOPs the profiler can count, as it does not look into loop
+  bodies."""
+  from dcae_tf.layers import tiling  # pylint: disable=import-outside-toplevel
+  tiling.set_tiled(layer, False)
+  try:
+    yield
+  finally:
+    tiling.set_tiled(layer, None)
 
-  Timed at inference (training=False); FLOPs counted on the training-mode
-  graph (whole-map products, no loops), as for the parts.
-  """
+
+def _time_and_count(fn, layer, x, repeats):
+  """(best seconds, output, FLOPs) of fn(x), which runs `layer`, as a
+  tf.function: timed as it runs (tiled), counted on whole-map products."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   spec = tf.TensorSpec(x.shape, x.dtype)
-  run = tf.function(lambda t: fn(t, False), input_signature=[spec])
-  counted = tf.function(lambda t: fn(t, True), input_signature=[spec])
+  run = tf.function(fn, input_signature=[spec])
+  counted = tf.function(fn, input_signature=[spec])
   run(x)  # tracing and graph optimisation
   seconds, y = _timed(run, (x,), repeats)
-  return seconds, y, graph_flops(counted.get_concrete_function())
+  with _whole_map(layer):
+    flops = graph_flops(counted.get_concrete_function())
+  return seconds, y, flops
 
 
 def _block_parts(block):
   """The two halves of a Swin block: its attention (with its layer norm)
   and its convolutional GLU (with its own, folded into fc1)."""
   return {
-      "attention": lambda t, training: block.msa(
-          block.ln1(t), training=training),
-      "conv_glu": lambda t, training: block.mlp(
-          t, norm=block.ln2, training=training),
+      "attention": lambda t: block.msa(block.ln1(t), training=False),
+      "conv_glu": lambda t: block.mlp(t, norm=block.ln2, training=False),
   }
 
 
@@ -206,13 +214,14 @@ def time_transform_steps(transform, x, repeats):
   steps = []
   for step in transform.steps:
     seconds, y, flops = _time_and_count(
-        lambda t, training, step=step: step(t, training=training), x, repeats)
+        lambda t, step=step: step(t, training=False), step, x, repeats)
     entry = {"name": step.name, "input_shape": x.shape.as_list()[1:],
              "seconds": seconds, "flops": flops}
     if getattr(step, "blocks", None):
       entry["blocks"] = {"depth": len(step.blocks)}
       for half, fn in _block_parts(step.blocks[0]).items():
-        half_seconds, _, half_flops = _time_and_count(fn, x, repeats)
+        half_seconds, _, half_flops = _time_and_count(
+            fn, step.blocks[0], x, repeats)
         entry["blocks"][half] = {"seconds": half_seconds, "flops": half_flops}
     steps.append(entry)
     x = y
@@ -298,11 +307,12 @@ def parts_worker(args):
   result["roofline_gflops_per_s"] = max(roofline, matmul_roofline())
 
   if args.mode == "function":
-    counted = _parts(model, args.mode, height, width, training=True)
-    for name, _ in order:
-      fn, sig = counted[name]
-      result["parts"][name]["flops"] = graph_flops(
-          fn.get_concrete_function(*sig))
+    counted = _parts(model, args.mode, height, width)
+    with _whole_map(model):
+      for name, _ in order:
+        fn, sig = counted[name]
+        result["parts"][name]["flops"] = graph_flops(
+            fn.get_concrete_function(*sig))
   result["process_peak_rss_mib"] = peak_rss_mib()
   if args.mode == "function":
     name = TRANSFORM[args.direction]
