@@ -28,6 +28,7 @@ from dcae_tf import model as model_lib
 from dcae_tf import zoo
 from dcae_tf.codec import DCAECodec
 from dcae_tf.runtime import layout
+from dcae_tf.runtime import signatures
 from dcae_tf.serving import client as client_lib
 from dcae_tf.serving import process
 from tests import serving_fakes
@@ -121,15 +122,11 @@ EXPORTS = [TINY] + ([DEFAULT_SHIPPED] if DEFAULT_SHIPPED else [])
 
 
 def _op_types(version_dir):
-  """Every op type of an export's graph and function library."""
+  """The op types an export's meta graph runs (`signatures.graph_ops`)."""
   path = os.path.join(version_dir, layout.SAVED_MODEL_FILENAME)
   with open(path, "rb") as f:
-    graph = saved_model_pb2.SavedModel.FromString(
-        f.read()).meta_graphs[0].graph_def
-  ops = {node.op for node in graph.node}
-  for function in graph.library.function:
-    ops.update(node.op for node in function.node_def)
-  return ops
+    return signatures.graph_ops(
+        saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs[0])
 
 
 def _image():
