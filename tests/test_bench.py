@@ -138,3 +138,31 @@ def test_train_throughput_bench_ratios_per_precision():
   table = bench.format_table(results)
   assert "| small | mixed_bfloat16 | mirrored | 2 |" in table
   assert "1.50x" in table
+
+
+def test_transform_dtype_accuracy_bench_summary():
+  bench = _bench_module("transform_dtype_accuracy")
+  row = lambda bpp, db, exact=True: dict(  # noqa: E731
+      bpp_float32=0.2, bpp_bfloat16=0.2 * (1 + bpp / 100), psnr_float32=30.,
+      psnr_bfloat16=30. + db, decode_is_reconstruction=exact,
+      float32_decodes_same_latents=True)
+  within = bench.summarise([row(0.4, -0.02), row(-0.2, 0.04)])
+  assert within["mean_bpp_percent"] == pytest.approx(0.1)
+  assert within["mean_db"] == pytest.approx(0.01)
+  # The worst image by magnitude, whichever the sign.
+  assert within["worst_bpp_percent"] == pytest.approx(0.4)
+  assert within["worst_db"] == pytest.approx(0.04)
+  assert within["within_targets"] and within["exact"]
+  outside = bench.summarise([row(0.1, -0.01), row(0.1, -0.06, exact=False)])
+  assert not outside["within_targets"] and not outside["exact"]
+
+
+def test_transform_dtype_accuracy_bench_bad_input_is_one_line(tmp_path):
+  path = os.path.join(os.path.dirname(BENCH), "transform_dtype_accuracy.py")
+  proc = subprocess.run(
+      [sys.executable, path, "--images", str(tmp_path)],
+      capture_output=True, text=True, check=False, timeout=300)
+  assert proc.returncode != 0
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: no images"), proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr

@@ -31,6 +31,14 @@ def test_same_weights_once_same_fingerprint_dtype_in_metadata(codecs):
   assert f32.metadata["transform_dtype"] == "float32"
   assert bf16.metadata["transform_dtype"] == "bfloat16"
   assert bf16._transforms.g_a.compute_dtype == "bfloat16"  # pylint: disable=protected-access
+  # The convolution writing y (before rounding) and the one writing the
+  # image (before its 8-bit rounding) sum and output in float32.
+  views = bf16._transforms  # pylint: disable=protected-access
+  assert views.g_a.steps[-1].compute_dtype == "float32"
+  assert views.g_s.steps[-1].conv.compute_dtype == "float32"
+  assert views.g_s.steps[-1].res[-1].compute_dtype == "bfloat16"
+  y = views.g_a(tf.zeros((1, 64, 64, 3)))
+  assert y.dtype == tf.float32 and views.g_s(y).dtype == tf.float32
   with pytest.raises(ValueError, match="transform dtype must be one of"):
     transform_dtype.check_transform_dtype("float16")
 
