@@ -2,9 +2,9 @@
 # The zoo's training recipe: one base model at a middle rate, then a chain of
 # fine-tunes up the rate axis, each from the one before (a fine-tune costs a
 # fraction of a run from scratch, and a small step in λ converges fastest),
-# then the shipped fine-tunes trained on at the base's learning rate (the
-# chain's short low-rate steps leave them the least converged), then
-# exported with float16 weights and a model card each.
+# then exported with float16 weights and a model card each. An optional
+# polish trains chosen fine-tunes on at the base's learning rate (measured
+# 2026-12-03 and not shipped: docs/models.md).
 #
 #   bin/train_zoo.sh train    # base, then every fine-tune (resumes; rerun after a kill)
 #   bin/train_zoo.sh export   # saved_models/dcae-small-mse-<λ digits>, cards, DEFAULT
@@ -23,7 +23,7 @@
 #   SHIP_FT_LAMBDAS ("0.025 0.05": the fine-tunes export puts in the zoo;
 #   the others are steps of the chain, left out for the size budget)
 #   BASE_STEPS (2000)     FT_STEPS (600)
-#   POLISH_LAMBDAS (SHIP_FT_LAMBDAS)  POLISH_STEPS (1500)
+#   POLISH_LAMBDAS ("": none)  POLISH_STEPS (1500)
 #   KEEP_LAMBDAS ("0.0018 0.0035": models already in MODELS_DIR that stay
 #   in the zoo; export evaluates them with the others and rewrites their
 #   cards, and with FORCE_EXPORT=1 re-exports them from their newest
@@ -45,7 +45,7 @@ FT_LAMBDAS="${FT_LAMBDAS:-0.013 0.025 0.05}"
 SHIP_FT_LAMBDAS="${SHIP_FT_LAMBDAS:-0.025 0.05}"
 BASE_STEPS="${BASE_STEPS:-2000}"
 FT_STEPS="${FT_STEPS:-600}"
-POLISH_LAMBDAS="${POLISH_LAMBDAS-$SHIP_FT_LAMBDAS}"
+POLISH_LAMBDAS="${POLISH_LAMBDAS:-}"
 POLISH_STEPS="${POLISH_STEPS:-1500}"
 INIT="${INIT:-saved_models/dcae-small-mse-0035}"
 RUNS_DIR="${RUNS_DIR:-runs}"
