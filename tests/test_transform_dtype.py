@@ -30,15 +30,32 @@ def test_same_weights_once_same_fingerprint_dtype_in_metadata(codecs):
   assert bf16.fingerprint == f32.fingerprint
   assert f32.metadata["transform_dtype"] == "float32"
   assert bf16.metadata["transform_dtype"] == "bfloat16"
-  assert bf16._transforms.g_a.compute_dtype == "bfloat16"  # pylint: disable=protected-access
-  # The convolution writing y (before rounding) and the one writing the
-  # image (before its 8-bit rounding) sum and output in float32.
   views = bf16._transforms  # pylint: disable=protected-access
-  assert views.g_a.steps[-1].compute_dtype == "float32"
-  assert views.g_s.steps[-1].conv.compute_dtype == "float32"
-  assert views.g_s.steps[-1].res[-1].compute_dtype == "bfloat16"
-  y = views.g_a(tf.zeros((1, 64, 64, 3)))
-  assert y.dtype == tf.float32 and views.g_s(y).dtype == tf.float32
+  g_a, g_s = views.g_a, views.g_s
+  # Convolutions, attention and MLPs compute in bfloat16 ...
+  block = g_s.steps[1].blocks[0]
+  assert block.msa.compute_dtype == block.mlp.compute_dtype == "bfloat16"
+  assert g_a.steps[2].conv.compute_dtype == "bfloat16"
+  assert g_s.steps[-1].res[-1].conv2.compute_dtype == "bfloat16"
+  assert g_s.steps[1].conv.compute_dtype == "bfloat16"
+  # ... the residual stream between them stays float32: the containers,
+  # residual scales and layer norms compute in float32 ...
+  for layer in (g_a, g_s, g_s.steps[1], block, block.ln1, block.res_scale_1,
+                g_s.steps[-1].res[-1]):
+    assert layer.compute_dtype == "float32", layer.name
+  # ... as do the convolutions reading the image or y_hat and writing y or
+  # the image (before rounding either).
+  assert g_a.steps[0].conv.compute_dtype == g_a.steps[-1].compute_dtype
+  assert g_s.steps[0].compute_dtype == g_s.steps[-1].conv.compute_dtype
+  assert g_a.steps[-1].compute_dtype == g_s.steps[0].compute_dtype == "float32"
+  # g_a's first steps (at 1/2 resolution) compute wholly in float32.
+  assert transform_dtype.FLOAT32_ANALYSIS_STEPS == 2
+  first = g_a.steps[1].blocks[0]
+  assert first.msa.compute_dtype == first.mlp.compute_dtype == "float32"
+  assert g_a.steps[0].res[0].conv2.compute_dtype == "float32"
+  y = g_a(tf.zeros((1, 64, 64, 3)))
+  assert y.dtype == tf.float32 and g_s(y).dtype == tf.float32
+  assert g_s.steps[1](g_s.steps[0](y)).dtype == tf.float32
   with pytest.raises(ValueError, match="transform dtype must be one of"):
     transform_dtype.check_transform_dtype("float16")
 

@@ -10,6 +10,11 @@ arithmetic is unchanged, so the fingerprint is too: a bitstream of a
 bfloat16 codec decodes with a float32 codec of the same weights (and the
 other way round) to the same latents; only the pixels of g_s differ.
 
+Inside g_a and g_s, the convolutions, attention and MLPs compute in
+bfloat16; the residual stream between them, the layer norms and the
+convolutions reading and writing the transform's ends stay float32
+(`_float32_stream`, `_float32_ends`).
+
 The bfloat16 transforms are views of the model's: Keras layers built under
 the `mixed_bfloat16` policy whose variables are the model's own (found by
 name while they are built), read as bfloat16 by Keras's autocast. Nothing
@@ -23,6 +28,8 @@ from keras.src.mixed_precision import autocast_variable
 
 from dcae_tf import model as model_lib
 from dcae_tf import transforms
+from dcae_tf.layers import base
+from dcae_tf.layers import swin
 from dcae_tf.codec.metadata import (
     BFLOAT16, DEFAULT_TRANSFORM_DTYPE, FLOAT32, TRANSFORM_DTYPES)
 
@@ -36,8 +43,9 @@ def check_transform_dtype(dtype):
                      f"not {dtype!r}")
 
 
-def _view(model, source, build, x):
-  """`build(config)` under mixed bfloat16, on `source`'s variables."""
+def _view(model, source, build, x, float32_steps=0):
+  """`build(config)` under mixed bfloat16, on `source`'s variables, its
+  first `float32_steps` steps wholly float32."""
   prefix = model.name + "/"
   by_name = {v.name[len(prefix):].rsplit(":", 1)[0]: v
              for v in source.weights}
@@ -55,8 +63,12 @@ def _view(model, source, build, x):
 
   with model_lib.policy_scope(model_lib.MIXED_BFLOAT16):
     view = build(model.config)
-  _float32_norms(view)
-  _float32_last_conv(view)
+  _float32_stream(view)
+  _float32_ends(view)
+  for step in view.steps[:float32_steps]:
+    for layer in [step] + list(step.submodules):
+      if isinstance(layer, tf.keras.layers.Layer):
+        layer._set_dtype_policy(model_lib.FLOAT32)  # pylint: disable=protected-access
   with tf.variable_creator_scope(shared), _no_double_autocast():
     view(x)
   if sorted(used) != sorted(by_name):
@@ -65,34 +77,58 @@ def _view(model, source, build, x):
   return view
 
 
-def _float32_norms(view):
-  """The layer norms of `view` compute under the float32 policy.
+# g_a's first steps (the down block and the stage at 1/2 resolution)
+# compute wholly in float32: their errors, on the finest features, reach y
+# through every later step and flip its rounding (docs/performance.md has
+# what they cost in bfloat16). They are 41 % of g_a's FLOPs in the small
+# preset, 23 % in the paper preset, whose last stage is the deepest.
+FLOAT32_ANALYSIS_STEPS = 2
 
-  Keras's layer norm computes in float32 under mixed policies anyway, but
-  reads its gamma and beta as stored, never autocast: a float16-stored
-  weight (`codec.weights`, an AutoCastVariable) must be read as float32,
-  which the float32 policy does. Its output is then float32 where a mixed
-  norm's is bfloat16, and the layer reading it casts it to bfloat16 on
-  entry: the same values.
+# The layers that compute in bfloat16 in a bfloat16 transform: the ones
+# whose arithmetic is a convolution or a matrix product (with what they
+# do inside: the attention's softmax, the MLP's gate).
+_BFLOAT16_LAYERS = (base.Conv2D, base.ConvTranspose2D, swin.WindowAttention,
+                    swin.ConvGLU)
+
+
+def _float32_stream(layer):
+  """Every layer under `layer` but `_BFLOAT16_LAYERS` computes in float32.
+
+  Those are the containers (blocks, stages), the residual scales and the
+  layer norms, so the residual stream stays float32 between the bfloat16
+  branches (`base.residual_add`): rounding it to bfloat16 after every block
+  compounded through the transform. The MLP takes the float32 stream
+  (`swin.ConvGLU`), so its layer norm (folded into it) subtracts the mean
+  before rounding to bfloat16. The layer norms also read their gamma
+  and beta as float32 this way, which a float16-stored weight
+  (`codec.weights`, an AutoCastVariable) needs: Keras's layer norm never
+  autocasts them.
   """
-  for layer in view.submodules:
-    if isinstance(layer, tf.keras.layers.LayerNormalization):
-      layer._set_dtype_policy(model_lib.FLOAT32)  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  layer._set_dtype_policy(model_lib.FLOAT32)
+  for child in layer._flatten_layers(include_self=False, recursive=False):
+    if isinstance(child, swin.ConvGLU):
+      # It takes the stream as it is and normalises it before rounding.
+      child._autocast = False
+    elif not isinstance(child, _BFLOAT16_LAYERS):
+      _float32_stream(child)
 
 
-def _float32_last_conv(view):
-  """The convolution that writes the transform's output computes in float32.
+def _float32_ends(view):
+  """The convolutions that read the transform's input and write its output
+  compute in float32.
 
-  Its input is bfloat16-rounded, but its sums and its output are float32:
-  a bfloat16 output would round y before quantisation (8 significant bits:
-  a spacing of 0.125 at 20) and the image before its 8-bit rounding (a
-  spacing of 1/256 above 0.5, one grey level), costing rate and PSNR. It is
-  one convolution of many, at 1/16 of the pixels (g_a) or with three
-  output channels (g_s).
+  In bfloat16 (8 significant bits) they would round the image (a spacing
+  of 1/256 above 0.5: one grey level) or y_hat (0.25 at 32: its means'
+  fractions) on reading, and y before quantisation or the image before its
+  8-bit rounding on writing, costing rate and PSNR. Each is one
+  convolution of many, with three image channels on one side, or at 1/16
+  of the pixels.
   """
-  last = view.steps[-1]
-  conv = getattr(last, "conv", last)  # g_s ends in a block, g_a in a conv
-  conv._set_dtype_policy(model_lib.FLOAT32)  # pylint: disable=protected-access
+  first, last = view.steps[0], view.steps[-1]
+  # g_a starts in a down block and ends in a conv; g_s the other way round.
+  for conv in (getattr(first, "conv", first), getattr(last, "conv", last)):
+    conv._set_dtype_policy(model_lib.FLOAT32)  # pylint: disable=protected-access
 
 
 @contextlib.contextmanager
@@ -131,6 +167,7 @@ def transform_views(model, dtype):
     return _Untracked(g_a=model.g_a, g_s=model.g_s)
   m = model.config.pad_multiple
   image = tf.zeros((1, m, m, transforms.IMAGE_CHANNELS))
-  g_a = _view(model, model.g_a, transforms.analysis_transform, image)
+  g_a = _view(model, model.g_a, transforms.analysis_transform, image,
+              FLOAT32_ANALYSIS_STEPS)
   g_s = _view(model, model.g_s, transforms.synthesis_transform, g_a(image))
   return _Untracked(g_a=g_a, g_s=g_s)

@@ -114,6 +114,18 @@ def dense(units, name=None, use_bias=True):
   return tf.keras.layers.Dense(units, use_bias=use_bias, name=name)
 
 
+def residual_add(stream, branch):
+  """stream + branch, in the stream's dtype.
+
+  A bfloat16 transform (`codec.transform_dtype`) keeps its residual stream
+  float32 and computes the branches (convolutions, attention, MLP) in
+  bfloat16: each block then adds a rounded branch to an exact stream
+  instead of rounding the stream itself to 8 significant bits. Where both
+  have one dtype the cast is no op.
+  """
+  return stream + tf.cast(branch, stream.dtype)
+
+
 def gelu(x):
   # nn.GELU is the exact erf form, not the tanh approximation.
   return tf.nn.gelu(x, approximate=False)

@@ -25,7 +25,7 @@ class ResidualBottleneck(base.ReadsWeightsAfterInputs, base.TorchNamed,
     identity = x if self.skip is None else self.skip(x)
     out = tf.nn.relu(self.conv1(x))
     out = tf.nn.relu(self.conv2(out))
-    return self.conv3(out) + identity
+    return base.residual_add(identity, self.conv3(out))
 
   def _torch_children(self):
     out = [("conv1", self.conv1), ("conv2", self.conv2), ("conv3", self.conv3)]

@@ -281,10 +281,15 @@ class ConvGLU(base.ReadsWeightsAfterInputs, base.TorchNamed,
     the depthwise conv must see as zeros (its own padding), not as fc1's
     output.
     """
+    stream = x.dtype
     kernel, bias = self.fc1.kernel, self.fc1.bias
     if norm is not None:
       x = normalize(x, norm.epsilon)
       kernel, bias = fold_affine(norm, kernel, bias)
+    # Normalised in the stream's dtype, computed in the layer's: a float32
+    # stream (`codec.transform_dtype`) loses its mean before bfloat16
+    # rounding, not after. Where the two agree the casts are no ops.
+    x = tf.cast(x, self.compute_dtype)
     # fc1's kernel is split instead of its output: the same two products
     # without copying the (large) activations into halves.
     kernel_x, kernel_v = tf.split(kernel, 2, axis=-1)
@@ -293,7 +298,7 @@ class ConvGLU(base.ReadsWeightsAfterInputs, base.TorchNamed,
     if inside is not None:
       x = tf.where(inside[:, None, None], x, tf.zeros((), x.dtype))
     x = base.gelu(self.dwconv(x)) * v
-    return linear(x, self.fc2.kernel, self.fc2.bias)
+    return tf.cast(linear(x, self.fc2.kernel, self.fc2.bias), stream)
 
   def call(self, x, norm=None, training=None):
     """x: (B, H, W, dim) -> (B, H, W, out_dim).
@@ -346,8 +351,8 @@ class SwinBlock(base.ReadsWeightsAfterInputs, base.TorchNamed,
     super().build(input_shape)
 
   def call(self, x):
-    x = self.res_scale_1(x) + self.msa(self.ln1(x))
-    return self.res_scale_2(x) + self.mlp(x, norm=self.ln2)
+    x = base.residual_add(self.res_scale_1(x), self.msa(self.ln1(x)))
+    return base.residual_add(self.res_scale_2(x), self.mlp(x, norm=self.ln2))
 
   def _torch_children(self):
     return [(n, getattr(self, n)) for n in
@@ -377,7 +382,7 @@ class SwinStage(base.ReadsWeightsAfterInputs, base.TorchNamed,
     y = x
     for block in self.blocks:
       y = block(y)
-    return self.conv(y) + x
+    return base.residual_add(x, self.conv(y))
 
   def _torch_children(self):
     return ([(f"layers.{i}", b) for i, b in enumerate(self.blocks)] +
