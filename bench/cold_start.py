@@ -2,6 +2,7 @@
 
   python bench/cold_start.py [--model NAME] [--models_dir saved_models]
       [--image PATH] [--repeats 1] [--output cold_start.json]
+      [--baseline "NAME=COMMAND"]
 
 What a user who compresses one photograph waits for. Every figure is the
 wall time of a fresh subprocess, end to end:
@@ -23,6 +24,11 @@ dcae_tf's loader, load the export, first call with its warm-up, second
 call) and records whether tensorflow_compression got imported (a format-2
 export needs only TensorFlow).
 
+--baseline times another codec's one-image run the same way: COMMAND runs
+in a shell, in a fresh process, with `{image}` replaced by the photograph's
+path, and the report gives the cached compress + decompress as a ratio to
+it (docs/performance.md times the official PyTorch code so).
+
 The photograph is a 768x512 crop of the first data/test image at least that
 large (written to a temporary directory), unless --image is given.
 """
@@ -40,8 +46,10 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # pylint: disable=wrong-import-position
-from dcae_tf.runtime import graph_cache  # noqa: E402 (no TensorFlow import)
+# It imports TensorFlow into this process; every timed process is fresh.
+from dcae_tf.runtime import graph_cache  # noqa: E402
 
 PHOTO_WIDTH, PHOTO_HEIGHT = 768, 512
 TEST_GLOB = os.path.join(REPO_ROOT, "data", "test", "*.png")
@@ -179,6 +187,10 @@ def report(results):
           f"call {p['first_call']:.2f} (graph cache: {p['cache_state']}); "
           f"second call {p['second_call']:.2f} s; tensorflow_compression "
           f"imported: {p['tfc_imported']}")
+  for name, seconds in results.get("baselines", {}).items():
+    ours = results["cached"]["compress"] + results["cached"]["decompress"]
+    lines.append(f"  baseline {name}: {seconds:.2f} s; cached compress + "
+                 f"decompress {ours:.2f} s = {ours / seconds:.2f}x")
   target = results["cached"]["compress"] / base["import tf+tfc"]
   lines.append(f"target: cached compress <= {TARGET_RATIO}x import tf+tfc: "
                f"{target:.2f}x ({'met' if target <= TARGET_RATIO else 'not met'})")
@@ -195,9 +207,16 @@ def main():
   parser.add_argument("--repeats", type=int, default=1,
                       help="timed runs per command (best is reported)")
   parser.add_argument("--output", default=None, help="also write JSON here")
+  parser.add_argument("--baseline", action="append", default=[],
+                      metavar="NAME=COMMAND",
+                      help="another codec's one-image command ({image}: the "
+                      "photograph), timed in fresh processes")
   flags = parser.parse_args()
   if flags.repeats < 1:
     sys.exit("cold_start: error: --repeats must be at least 1")
+  baselines = dict(b.split("=", 1) for b in flags.baseline if "=" in b)
+  if len(baselines) != len(flags.baseline):
+    sys.exit("cold_start: error: --baseline takes NAME=COMMAND")
   if flags.model is None:
     try:
       with open(os.path.join(flags.models_dir, "DEFAULT"),
@@ -222,6 +241,10 @@ def main():
     }
     for mode in MODES:
       results[mode] = run_mode(mode, flags, image, work, store)
+    results["baselines"] = {
+        name: min(timed(["sh", "-c", command.replace("{image}", image)],
+                        env)[0] for _ in range(flags.repeats))
+        for name, command in baselines.items()}
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
   print(report(results))
   if flags.output:

@@ -166,3 +166,29 @@ def test_transform_dtype_accuracy_bench_bad_input_is_one_line(tmp_path):
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith("error: no images"), proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
+
+
+def test_cold_start_bench_reports_baseline_ratio():
+  bench = _bench_module("cold_start")
+  phases = dict(import_tf=1., import_loader=.1, load=.2, first_call=.5,
+                second_call=.2, cache_state="hit", tfc_imported=False)
+  mode = dict(compress=3., decompress=5.,
+              phases={"compress": phases, "decompress": phases})
+  report = bench.report(dict(
+      date="d", cpu="c", cores=2, load_before=[0], load_after=[0], model="m",
+      image="i", imports={"import tf": 2., "import tf+tfc": 2.5},
+      uncached=mode, cached=mode, baselines={"official": 16.}))
+  # (3 + 5) s against the official 16 s; compress 3 s against 2.5 s.
+  assert "baseline official: 16.00 s" in report and "= 0.50x" in report
+  assert "1.20x (met)" in report
+
+
+def test_cold_start_bench_bad_baseline_is_one_line():
+  path = os.path.join(os.path.dirname(BENCH), "cold_start.py")
+  proc = subprocess.run([sys.executable, path, "--baseline", "no-equals"],
+                        capture_output=True, text=True, check=False,
+                        timeout=60)
+  assert proc.returncode != 0
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last == "cold_start: error: --baseline takes NAME=COMMAND"
+  assert "Traceback" not in proc.stderr
