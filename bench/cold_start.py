@@ -187,8 +187,8 @@ def report(results):
           f"call {p['first_call']:.2f} (graph cache: {p['cache_state']}); "
           f"second call {p['second_call']:.2f} s; tensorflow_compression "
           f"imported: {p['tfc_imported']}")
+  ours = results["cached"]["compress"] + results["cached"]["decompress"]
   for name, seconds in results.get("baselines", {}).items():
-    ours = results["cached"]["compress"] + results["cached"]["decompress"]
     lines.append(f"  baseline {name}: {seconds:.2f} s; cached compress + "
                  f"decompress {ours:.2f} s = {ours / seconds:.2f}x")
   target = results["cached"]["compress"] / base["import tf+tfc"]
@@ -214,9 +214,12 @@ def main():
   flags = parser.parse_args()
   if flags.repeats < 1:
     sys.exit("cold_start: error: --repeats must be at least 1")
-  baselines = dict(b.split("=", 1) for b in flags.baseline if "=" in b)
-  if len(baselines) != len(flags.baseline):
+  pairs = [b.split("=", 1) for b in flags.baseline]
+  if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
     sys.exit("cold_start: error: --baseline takes NAME=COMMAND")
+  baselines = dict(pairs)
+  if len(baselines) != len(pairs):
+    sys.exit("cold_start: error: each --baseline needs a NAME of its own")
   if flags.model is None:
     try:
       with open(os.path.join(flags.models_dir, "DEFAULT"),

@@ -183,12 +183,17 @@ def test_cold_start_bench_reports_baseline_ratio():
   assert "1.20x (met)" in report
 
 
-def test_cold_start_bench_bad_baseline_is_one_line():
+@pytest.mark.parametrize("flags, message", [
+    (["--baseline", "no-equals"], "--baseline takes NAME=COMMAND"),
+    (["--baseline", "a=x", "--baseline", "a=y"],
+     "each --baseline needs a NAME of its own"),
+])
+def test_cold_start_bench_bad_baseline_is_one_line(flags, message):
   path = os.path.join(os.path.dirname(BENCH), "cold_start.py")
-  proc = subprocess.run([sys.executable, path, "--baseline", "no-equals"],
+  proc = subprocess.run([sys.executable, path] + flags,
                         capture_output=True, text=True, check=False,
                         timeout=60)
   assert proc.returncode != 0
   last = proc.stderr.strip().splitlines()[-1]
-  assert last == "cold_start: error: --baseline takes NAME=COMMAND"
+  assert last == "cold_start: error: " + message
   assert "Traceback" not in proc.stderr

@@ -66,9 +66,7 @@ def _view(model, source, build, x, float32_steps=0):
   _float32_stream(view)
   _float32_ends(view)
   for step in view.steps[:float32_steps]:
-    for layer in [step] + list(step.submodules):
-      if isinstance(layer, tf.keras.layers.Layer):
-        layer._set_dtype_policy(model_lib.FLOAT32)  # pylint: disable=protected-access
+    _float32_whole(step)
   with tf.variable_creator_scope(shared), _no_double_autocast():
     view(x)
   if sorted(used) != sorted(by_name):
@@ -128,7 +126,14 @@ def _float32_ends(view):
   first, last = view.steps[0], view.steps[-1]
   # g_a starts in a down block and ends in a conv; g_s the other way round.
   for conv in (getattr(first, "conv", first), getattr(last, "conv", last)):
-    conv._set_dtype_policy(model_lib.FLOAT32)  # pylint: disable=protected-access
+    _float32_whole(conv)
+
+
+def _float32_whole(layer):
+  """`layer` and every layer under it compute in float32."""
+  for sub in [layer] + list(layer.submodules):
+    if isinstance(sub, tf.keras.layers.Layer):
+      sub._set_dtype_policy(model_lib.FLOAT32)  # pylint: disable=protected-access
 
 
 @contextlib.contextmanager
