@@ -39,7 +39,7 @@ for _path in (ROOT, BENCH):
 from dcae_tf import codec as codec_lib
 from dcae_tf import config as config_lib
 from dcae_tf import rans
-from dcae_tf import weights
+from dcae_tf.codec import weights
 from entropy_coders import (Coders, best_ms, latents_function, load_codec,
                             once_ms, run_case)
 # pylint: enable=wrong-import-position

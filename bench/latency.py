@@ -25,7 +25,7 @@ optimisation included) and, for exports, the load time are reported too.
 The peak resident set size (VmHWM of /proc/self/status, the whole process:
 Python, TensorFlow, the weights and the peak of the computation) is what
 a compress / decompress command needs. float16 is how the shipped models
-store their weights (`dcae_tf.weights`). `--transform_dtypes` adds codec
+store their weights (`dcae_tf.codec.weights`). `--transform_dtypes` adds codec
 processes whose g_a and g_s compute in bfloat16 (`DCAECodec(transform_dtype=)`,
 `bin/export.py --transform_dtype`; everything else stays float32), for
 every weight storage dtype; its speed-up depends on the CPU's AVX512_BF16 /
@@ -87,7 +87,7 @@ import latency_worker as worker
 
 MODES = ("eager", "function", "xla")
 DIRECTIONS = ("encode", "decode")
-# = dcae_tf.weights.WEIGHT_DTYPES (tests/test_bench.py), without importing
+# = dcae_tf.codec.metadata.WEIGHT_DTYPES (tests/test_bench.py), without importing
 # TensorFlow into the parent process.
 WEIGHT_DTYPES = ("float32", "float16")
 # dcae_tf.codec.metadata.TRANSFORM_DTYPES (the driver does not import dcae_tf).

@@ -325,7 +325,7 @@ def _seeded_codec(args):
   """The DCAECodec with the bench's random weights (same in every process:
   the bitstream's fingerprint check would refuse anything else)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from dcae_tf import weights  # pylint: disable=import-outside-toplevel
+  from dcae_tf.codec import weights  # pylint: disable=import-outside-toplevel
   from dcae_tf.codec import DCAECodec  # pylint: disable=import-outside-toplevel
   from dcae_tf.config import get_config  # pylint: disable=import-outside-toplevel
   tf.keras.utils.set_random_seed(SEED)  # Python, NumPy and TF seeds

@@ -46,7 +46,7 @@ for _path in (REPO_ROOT, BENCH):
 
 # pylint: disable=wrong-import-position
 from dcae_tf import export
-from dcae_tf.serving import client as client_lib
+from dcae_tf.runtime import client as client_lib
 from dcae_tf.serving import process
 import machine
 import serving_workload as workload

@@ -14,7 +14,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from dcae_tf.serving import client as client_lib
+from dcae_tf.runtime import client as client_lib
 
 OPERATIONS = ("compress", "decompress")
 MODES = ("served", "in-process")

@@ -29,7 +29,7 @@ flags.DEFINE_enum("weight_dtype", "float32", ["float32", "float16"],
                   "How the export stores its layer weights: float16 halves "
                   "the weights' size; computation stays float32 (the "
                   "rounding moved the shipped models' PSNR by at most "
-                  "0.013 dB, see dcae_tf/weights.py).")
+                  "0.013 dB, see dcae_tf/codec/weights.py).")
 flags.DEFINE_enum("transform_dtype", "float32", ["float32", "bfloat16"],
                   "What g_a and g_s compute in: bfloat16 is faster on CPUs "
                   "with bfloat16 instructions; the hyperprior, slices and "

@@ -95,12 +95,11 @@ def test_latency_bench_dtypes_are_the_librarys():
   its parent process; they must stay the library's."""
   # pylint: disable=import-outside-toplevel
   import importlib.util
-  from dcae_tf import weights
   from dcae_tf.codec import metadata
   spec = importlib.util.spec_from_file_location("latency_bench", BENCH)
   latency = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(latency)
-  assert latency.WEIGHT_DTYPES == weights.WEIGHT_DTYPES
+  assert latency.WEIGHT_DTYPES == metadata.WEIGHT_DTYPES
   assert latency.TRANSFORM_DTYPES == metadata.TRANSFORM_DTYPES
 
 

@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dcae_tf import bitstream
 from dcae_tf.codec import container
 from dcae_tf.codec import container_ops
+from dcae_tf.codec import digest
 from dcae_tf.codec import errors
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -152,12 +152,12 @@ def test_round_trip_in_graph_pack():
 
 def test_header_size_is_29_bytes():
   assert container.HEADER_SIZE == DOCUMENTED_HEADER_SIZE
-  assert bitstream.HEADER_SIZE == DOCUMENTED_HEADER_SIZE
+  assert container.HEADER_SIZE == DOCUMENTED_HEADER_SIZE
   assert len(make(b"")) == DOCUMENTED_HEADER_SIZE
   assert len(make(b"x" * 5)) == DOCUMENTED_HEADER_SIZE + 5
   # The codec's payload ends with its digest: 37 bytes besides the symbols,
   # within the format's budget of 40.
-  assert container.HEADER_SIZE + bitstream.DIGEST_SIZE <= 40
+  assert container.HEADER_SIZE + digest.DIGEST_SIZE <= 40
 
 
 def test_layout_is_big_endian_as_documented():
@@ -188,15 +188,6 @@ def test_read_header_and_peek_fingerprint():
   # read_header does not verify the checksum: the payload is whatever
   # follows the header.
   assert container.read_header(data + b"xyz")["payload_size"] == 8
-
-
-def test_compatibility_module_names_the_container():
-  assert bitstream.pack is container_ops.pack
-  assert bitstream.unpack is container_ops.unpack
-  assert bitstream.read_header is container.read_header
-  assert bitstream.peek_fingerprint is container.peek_fingerprint
-  assert bitstream.error_message is errors.error_message
-  assert bitstream.FORMAT_VERSION == container.FORMAT_VERSION
 
 
 # --- errors -------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The models are fakes exported with dcae_tf.export.save_versioned: their
 codec quantizes the image, PNG-encodes it and packs it into a real DCAE
-bitstream (bitstream.pack / unpack), so every path of the command line
+bitstream (container_ops.pack / unpack), so every path of the command line
 (model discovery, header checks, graph errors, atomic writes) is the real
 one, at a fraction of the cost of a real model.
 """
@@ -18,7 +18,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dcae_tf import bitstream
+from dcae_tf.codec import container
+from dcae_tf.codec import container_ops
 from dcae_tf import export
 from tests.images import smooth_image
 
@@ -38,7 +39,7 @@ class FakeCodec(tf.Module):
     self.fingerprint = self.fingerprint_of(name)
     self.metadata = dict(name=name, fingerprint=self.fingerprint,
                          preset="fake", lmbda=lmbda, metric="mse",
-                         format_version=bitstream.FORMAT_VERSION)
+                         format_version=container.FORMAT_VERSION)
 
   @staticmethod
   def fingerprint_of(name):
@@ -48,10 +49,10 @@ class FakeCodec(tf.Module):
     step = tf.constant(self.step, tf.uint8)
     png = tf.io.encode_png(image // step * step)
     shape = tf.shape(image)
-    return bitstream.pack(png, shape[0], shape[1], self.fingerprint)
+    return container_ops.pack(png, shape[0], shape[1], self.fingerprint)
 
   def decompress(self, data):
-    height, width, png = bitstream.unpack(
+    height, width, png = container_ops.unpack(
         data, self.fingerprint, MAX_PIXELS, self.model_name)
     image = tf.io.decode_png(png, channels=3)
     with tf.control_dependencies([tf.debugging.assert_equal(
@@ -131,7 +132,7 @@ def test_round_trip_with_default_outputs(work):
   save(work / "a.png", image)
   proc = run(work, "--model", "fake-hq", "compress", "a.png")
   assert "a.png -> a.png.dcae" in proc.stdout and "bpp" in proc.stdout
-  assert bitstream.read_header((work / "a.png.dcae").read_bytes())[
+  assert container.read_header((work / "a.png.dcae").read_bytes())[
       "fingerprint"] == FakeCodec("fake-hq", *FAKES["fake-hq"]).fingerprint
   # The model is found from the bitstream's fingerprint; no --model needed.
   proc = run(work, "decompress", "a.png.dcae")
@@ -198,7 +199,7 @@ def test_target_bpp_picks_by_measured_rate(work, codecs):
     args = ["--target_bpp", target] + (["--bpp_strict"] if strict else [])
     proc = run(work, *args, "compress", "c.png", "t.dcae")
     assert f"model {expected}" in proc.stdout, (target, proc.stdout)
-    assert bitstream.peek_fingerprint((work / "t.dcae").read_bytes()) == (
+    assert container.peek_fingerprint((work / "t.dcae").read_bytes()) == (
         _fingerprint(expected))
   proc = run(work, "--target_bpp", bpp["fake-lq"] / 2, "--bpp_strict",
              "compress", "c.png", "t2.dcae", expect=1)
@@ -219,7 +220,7 @@ QUICK_FAILURES = {
                   ["t.dcae: truncated DCAE bitstream"]),
     "old_format": (["decompress", "o.dcae", "out.png"],
                    ["o.dcae: DCAE bitstream format version 1 not supported "
-                    f"(this is {bitstream.FORMAT_VERSION})"]),
+                    f"(this is {container.FORMAT_VERSION})"]),
     "wrong_model": (["--model", "fake-lq", "decompress", "good.dcae",
                      "out.png"],
                     ["good.dcae was made by the model with fingerprint "
@@ -251,8 +252,8 @@ def bad_inputs(work, codecs):
   save(work / "g.gif", image)
   good = codecs["fake-hq"].compress(image)
   (work / "good.dcae").write_bytes(good)
-  (work / "t.dcae").write_bytes(good[:bitstream.HEADER_SIZE - 5])
-  (work / "o.dcae").write_bytes(bitstream.MAGIC + b"\x01" + good[5:])
+  (work / "t.dcae").write_bytes(good[:container.HEADER_SIZE - 5])
+  (work / "o.dcae").write_bytes(container.MAGIC + b"\x01" + good[5:])
   (work / "c.dcae").write_bytes(good[:-3] + bytes([good[-3] ^ 1]) +
                                 good[-2:])
   (work / "empty").mkdir()

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcae_tf import bitstream
+from dcae_tf.codec import container
+from dcae_tf.codec import digest
+from dcae_tf.codec import errors
 from dcae_tf.codec import core as codec_core
 from dcae_tf import export
 from dcae_tf.codec import DCAECodec
@@ -94,14 +96,14 @@ def test_warm_up_traces_only_what_it_is_asked_to():
 
 def test_header_is_self_describing(codec):
   data = codec.compress(smooth_image(33, 47)).numpy()
-  header = bitstream.read_header(data)
+  header = container.read_header(data)
   assert header["fingerprint"] == codec.fingerprint
   assert (header["height"], header["width"]) == (33, 47)
-  assert header["format_version"] == bitstream.FORMAT_VERSION
+  assert header["format_version"] == container.FORMAT_VERSION
   # Besides the coded symbols: the container's header and the digest.
-  assert header["header_size"] == bitstream.HEADER_SIZE
-  assert header["payload_size"] == len(data) - bitstream.HEADER_SIZE
-  assert bitstream.HEADER_SIZE + bitstream.DIGEST_SIZE <= 40
+  assert header["header_size"] == container.HEADER_SIZE
+  assert header["payload_size"] == len(data) - container.HEADER_SIZE
+  assert container.HEADER_SIZE + digest.DIGEST_SIZE <= 40
 
 
 def test_other_model_is_refused_by_fingerprint(codec):
@@ -110,7 +112,7 @@ def test_other_model_is_refused_by_fingerprint(codec):
   data = other.compress(smooth_image(16, 16))
   with pytest.raises(tf.errors.InvalidArgumentError) as info:
     codec.decompress(data)
-  assert bitstream.error_message(info.value) == (
+  assert errors.error_message(info.value) == (
       f"bitstream was made by the model with fingerprint {other.fingerprint}; "
       f"this is model test-tiny (fingerprint {codec.fingerprint})")
 
@@ -152,8 +154,8 @@ def test_decoder_with_other_scales_is_refused_not_wrong():
     v.assign(v * 1.2 + 0.05)
   with pytest.raises(tf.errors.InvalidArgumentError) as info:
     codec.decompress(data)
-  assert bitstream.error_message(info.value).startswith(
-      bitstream.LATENTS_MISMATCH)
+  assert errors.error_message(info.value).startswith(
+      errors.LATENTS_MISMATCH)
 
 
 def test_payload_damage_behind_a_valid_checksum_is_refused(codec):
@@ -162,14 +164,14 @@ def test_payload_damage_behind_a_valid_checksum_is_refused(codec):
   from tests.test_bitstream import reseal  # pylint: disable=import-outside-toplevel
   data = codec.compress(smooth_image(40, 40, seed=7)).numpy()
   # The digest; the stream's first word and its last byte (bypass bits).
-  for pos in (len(data) - 1, bitstream.HEADER_SIZE,
-              len(data) - bitstream.DIGEST_SIZE - 1):
+  for pos in (len(data) - 1, container.HEADER_SIZE,
+              len(data) - digest.DIGEST_SIZE - 1):
     forged = bytearray(data)
     forged[pos] ^= 0x01
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
       codec.decompress(reseal(bytes(forged)))
-    assert bitstream.error_message(info.value).startswith(
-        bitstream.LATENTS_MISMATCH), (pos, info.value)
+    assert errors.error_message(info.value).startswith(
+        errors.LATENTS_MISMATCH), (pos, info.value)
 
 
 def test_pixel_limit_is_enforced():
@@ -221,7 +223,7 @@ def test_fuzzed_bitstreams_through_the_real_decoder(codec, tmp_path):
     # the range decoder reads; a rewritten header (e.g. a smaller height
     # of the same padded size) may still be a valid, different stream.
     if outcome == fuzz.WRONG and kind == "rewrite_sealed":
-      header = bitstream.read_header(mutated)
+      header = container.read_header(mutated)
       assert run(mutated).shape == (header["height"], header["width"], 3)
       outcome = fuzz.VALID
     assert not outcome.startswith("FAIL"), (kind, outcome, seconds, detail)

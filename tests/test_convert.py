@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from dcae_tf import checkpoint
+from dcae_tf.codec import checkpoint
 from dcae_tf import convert
 from dcae_tf.model import DCAE
 

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from dcae_tf import export
-from dcae_tf import heap
+from dcae_tf.codec import heap
 from tests import serving_fakes
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,7 +49,7 @@ print(json.dumps({"metadata": json.loads(meta), "corrupt_error": corrupt_error,
 CRASH_MID_SAVE_SCRIPT = """
 import os, sys
 from dcae_tf import export
-from dcae_tf import heap
+from dcae_tf.codec import heap
 from tests import serving_fakes
 from dcae_tf.runtime import layout
 layout.write_metadata = lambda *args: os._exit(3)
@@ -170,7 +170,7 @@ def test_float16_weight_export_is_half_size_and_exact(tmp_path):
   # pylint: disable=import-outside-toplevel
   from dcae_tf.codec import DCAECodec
   from dcae_tf.model import DCAE
-  from dcae_tf import weights
+  from dcae_tf.codec import weights
   model = DCAE("tiny").build_weights()
   full = DCAECodec(model, name="tiny")
   half = DCAECodec(weights.with_weight_dtype(model, weights.FLOAT16),

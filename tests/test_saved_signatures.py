@@ -1,4 +1,4 @@
-"""dcae_tf.saved_signatures: a SavedModel's signatures without tf.saved_model.load."""
+"""dcae_tf.runtime.signatures: signatures run without tf.saved_model.load."""
 import gc
 import os
 import subprocess

@@ -16,7 +16,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from dcae_tf import export
-from dcae_tf.serving import client as client_lib
+from dcae_tf.runtime import client as client_lib
 from dcae_tf.serving import process
 from dcae_tf.runtime import tensors
 from tests import serving_fakes

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcae_tf import bitstream
+from dcae_tf.codec import container
+from dcae_tf.codec import digest
 from dcae_tf import cli
 from dcae_tf import export
 from dcae_tf import zoo
@@ -111,8 +112,8 @@ def test_round_trip_rate_and_quality_against_jpeg(name):
   np.testing.assert_array_equal(decoded, reconstruction)
 
   # The coded symbols: everything but the header and the digest.
-  payload_bits = 8 * (len(data) - bitstream.HEADER_SIZE -
-                      bitstream.DIGEST_SIZE)
+  payload_bits = 8 * (len(data) - container.HEADER_SIZE -
+                      digest.DIGEST_SIZE)
   assert abs(payload_bits - estimated_bits) <= RATE_RTOL * estimated_bits, (
       payload_bits, estimated_bits)
 
@@ -138,7 +139,7 @@ def test_target_bpp_picks_a_different_model_per_rate(tmp_path, capsys):
         "dcae-tf", "--models_dir", SHIPPED, "--target_bpp", str(target),
         "compress", str(photo), str(out)])) == 0
     maker = zoo.find_maker(
-        models, bitstream.peek_fingerprint(out.read_bytes()))
+        models, container.peek_fingerprint(out.read_bytes()))
     assert maker is not None, target
     # The command names the model whose fingerprint the bitstream carries.
     assert f"model {maker.dir_name})" in capsys.readouterr().out

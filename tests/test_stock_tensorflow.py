@@ -29,7 +29,7 @@ from dcae_tf import zoo
 from dcae_tf.codec import DCAECodec
 from dcae_tf.runtime import layout
 from dcae_tf.runtime import signatures
-from dcae_tf.serving import client as client_lib
+from dcae_tf.runtime import client as client_lib
 from dcae_tf.serving import process
 from tests import serving_fakes
 from tests.images import smooth_image

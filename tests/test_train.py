@@ -21,7 +21,7 @@ import pytest
 from absl import flags
 import tensorflow as tf
 
-from dcae_tf import checkpoint as ckpt_lib
+from dcae_tf.codec import checkpoint as ckpt_lib
 from dcae_tf import training
 from dcae_tf import zoo
 from dcae_tf.model import DCAE

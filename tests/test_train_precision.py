@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcae_tf import checkpoint as ckpt_lib
+from dcae_tf.codec import checkpoint as ckpt_lib
 from dcae_tf import training
 from tests.training_runs import CROP
 from tests.training_runs import config
