@@ -1,7 +1,6 @@
 """The measuring pieces of bench/entropy_coding.py: a codec of an export's
 weights, its latents, both coders' tf.functions and the timing of one case.
 """
-import json
 import math
 import os
 import time
@@ -13,7 +12,8 @@ from dcae_tf import codec as codec_lib
 from dcae_tf import config as config_lib
 from dcae_tf import entropy
 from dcae_tf import rans
-from dcae_tf import weights
+from dcae_tf.codec import weights
+from dcae_tf.runtime import layout
 
 
 def load_codec(model_dir):
@@ -24,15 +24,14 @@ def load_codec(model_dir):
   its coding tables (whose layout is fixed when they are built) are those
   of the export's weights, not of the fresh model's.
   """
-  version = max(int(v) for v in os.listdir(model_dir) if v.isdigit())
-  with open(os.path.join(model_dir, str(version), "metadata.json")) as f:
-    meta = json.load(f)
+  version_dir = layout.newest_version_dir(model_dir)
+  meta = layout.read_metadata(version_dir)
   config = config_lib.get_config(meta["preset"])
   model = weights.new_model(config, meta.get("weight_dtype", "float32"))
   codec = codec_lib.DCAECodec(model, name=meta["name"])
   checkpoint = tf.train.Checkpoint(codec_variables=list(codec.variables))
-  checkpoint.read(os.path.join(model_dir, str(version), "variables",
-                               "variables")).assert_existing_objects_matched()
+  checkpoint.read(os.path.join(version_dir, layout.VARIABLES_PREFIX)
+                  ).assert_existing_objects_matched()
   return codec_lib.DCAECodec(codec.model, name=meta["name"])
 
 

@@ -14,6 +14,8 @@ import json
 import os
 
 SAVED_MODEL_FILENAME = "saved_model.pb"
+# The checkpoint of a version's weights (`variables/variables.index`, ...).
+VARIABLES_PREFIX = os.path.join("variables", "variables")
 METADATA_FILENAME = "metadata.json"
 TMP_PREFIX = ".tmp"
 # TF Serving's warm-up requests (PredictionLog records in a TFRecord file).
@@ -25,8 +27,8 @@ class ExportError(ValueError):
 
 
 def is_version_name(name):
-  """Whether a directory name is a version (an integer, not a .tmp*)."""
-  return name.isdigit() and not name.startswith(TMP_PREFIX)
+  """Whether a directory name is a version: ASCII digits (never a .tmp*)."""
+  return name.isascii() and name.isdigit()
 
 
 def list_versions(model_base_path):
@@ -55,6 +57,27 @@ def complete_versions(model_base_path):
           if is_complete(os.path.join(model_base_path, str(v)))]
 
 
+def newest_version_dir(path):
+  """The version directory that `path` names: `path` itself if it is a
+  complete version, else the newest complete version under it.
+
+  Every reader of an export (the loader, the model store, the weight
+  source) asks this. Incomplete versions (no saved_model.pb yet),
+  `.tmp*` directories and names that are not integers are passed over.
+
+  Raises:
+    ExportError: `path` is neither (also when it is missing or a file).
+  """
+  if is_complete(path):
+    return path
+  versions = complete_versions(path)
+  if not versions:
+    raise ExportError(
+        f"{path} holds no complete export version (an integer "
+        f"subdirectory with {SAVED_MODEL_FILENAME})")
+  return os.path.join(path, str(versions[-1]))
+
+
 def resolve_version_dir(path):
   """Maps a model base path (-> newest complete version) or a version dir.
 
@@ -66,15 +89,15 @@ def resolve_version_dir(path):
     raise FileNotFoundError(f"no such export: {path}")
   if not os.path.isdir(path):
     raise ExportError(f"not a DCAE export (not a directory): {path}")
-  if is_complete(path):
-    name = os.path.basename(os.path.normpath(path))
-    return path, int(name) if is_version_name(name) else None
-  versions = complete_versions(path)
-  if not versions:
+  try:
+    version_dir = newest_version_dir(path)
+  except ExportError:
     raise ExportError(
         f"no versions under {path}: expected integer subdirectories holding "
-        f"{SAVED_MODEL_FILENAME} (write them with dcae_tf.export.save_versioned)")
-  return os.path.join(path, str(versions[-1])), versions[-1]
+        f"{SAVED_MODEL_FILENAME} (write them with dcae_tf.export.save_versioned)"
+    ) from None
+  name = os.path.basename(os.path.normpath(version_dir))
+  return version_dir, int(name) if is_version_name(name) else None
 
 
 def base_path(version_dir):

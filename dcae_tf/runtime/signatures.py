@@ -49,8 +49,7 @@ from tensorflow.python.eager import context
 from tensorflow.python.framework import op_def_registry
 from tensorflow.python.saved_model import nested_structure_coder
 
-from dcae_tf.runtime.layout import SAVED_MODEL_FILENAME
-VARIABLES_PREFIX = os.path.join("variables", "variables")
+from dcae_tf.runtime.layout import SAVED_MODEL_FILENAME, VARIABLES_PREFIX
 # Where a TF2 checkpoint keeps its object graph (node ids = the SavedModel's).
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 VARIABLE_VALUE = "VARIABLE_VALUE"

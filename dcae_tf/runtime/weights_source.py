@@ -28,8 +28,6 @@ from dcae_tf.codec import weights
 from dcae_tf.runtime import layout
 from dcae_tf.runtime import writer
 
-# The checkpoint inside a SavedModel's variables directory.
-VARIABLES_PREFIX = os.path.join("variables", "variables")
 # What the codec's metadata says of the model that a model.json also says.
 MODEL_KEYS = ("preset", "lmbda", "metric") + metadata_lib.TRAINING_METADATA
 
@@ -37,15 +35,6 @@ MODEL_KEYS = ("preset", "lmbda", "metric") + metadata_lib.TRAINING_METADATA
 def is_export(path):
   """Whether `path` is an export's version directory or model folder."""
   return layout.is_complete(path) or bool(layout.complete_versions(path))
-
-
-def _version_dir(path):
-  if layout.is_complete(path):
-    return path
-  versions = layout.complete_versions(path)
-  if not versions:
-    raise layout.ExportError(f"{path} holds no complete export version")
-  return os.path.join(path, str(versions[-1]))
 
 
 def load_model(path):
@@ -57,7 +46,7 @@ def load_model(path):
   whether these weights, stored as the export stores them, give this
   code the export's fingerprint.
   """
-  version_dir = _version_dir(path)
+  version_dir = layout.newest_version_dir(path)
   exported = layout.read_metadata(version_dir)
   if "preset" not in exported:
     raise layout.ExportError(f"{version_dir} is not a DCAE export (its "
@@ -68,7 +57,7 @@ def load_model(path):
   dtype = exported.get("weight_dtype", metadata_lib.DEFAULT_WEIGHT_DTYPE)
   stored = weights.new_model(config, dtype)
   variables = list(core.DCAECodec(stored).variables)
-  prefix = os.path.join(version_dir, VARIABLES_PREFIX)
+  prefix = os.path.join(version_dir, layout.VARIABLES_PREFIX)
   reader = tf.train.load_checkpoint(prefix)
   saved = reader.get_variable_to_shape_map()
   for i, v in enumerate(variables):

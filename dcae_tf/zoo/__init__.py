@@ -70,6 +70,17 @@ def _read_json(path):
   return value if isinstance(value, dict) else {}
 
 
+def _newest_version(path):
+  """(model base path, version directory) of a model folder (its newest
+  complete version) or of a version directory."""
+  try:
+    version_dir = layout.newest_version_dir(path)
+  except layout.ExportError as e:
+    raise ZooError(f"not a model export: {e}") from None
+  base = layout.base_path(path) if version_dir == path else path
+  return base, version_dir
+
+
 class ModelInfo:
   """What is known about an export without loading it.
 
@@ -84,21 +95,11 @@ class ModelInfo:
   def __init__(self, name, path):
     self.dir_name = name
     self.path = path
-    if layout.is_complete(path):
-      self.version_dir = path
-      base = layout.base_path(path)
-    else:
-      versions = layout.complete_versions(path)
-      if not versions:
-        raise ZooError(f"{path}: not a model export (no integer version "
-                       f"directory with {layout.SAVED_MODEL_FILENAME})")
-      self.version_dir = os.path.join(path, str(versions[-1]))
-      base = path
-    self.base_path = base
+    self.base_path, self.version_dir = _newest_version(path)
     # The card adds measurements; the export's own metadata (identity:
     # name, fingerprint, format) wins over a card written for another
     # version.
-    meta = _read_json(os.path.join(base, MODEL_CARD_FILE))
+    meta = _read_json(os.path.join(self.base_path, MODEL_CARD_FILE))
     meta.update(_read_json(layout.metadata_path(self.version_dir)))
     self.meta = meta
     self.name = meta.get("name") or name
@@ -187,13 +188,7 @@ def find_maker(models, fingerprint):
 def export_metadata(path):
   """(model base path, metadata.json of its newest complete version) of a
   model folder or version directory."""
-  if layout.is_complete(path):
-    base, version_dir = layout.base_path(path), path
-  else:
-    versions = layout.complete_versions(path)
-    if not versions:
-      raise ZooError(f"{path} holds no complete export version")
-    base, version_dir = path, os.path.join(path, str(versions[-1]))
+  base, version_dir = _newest_version(path)
   return base, layout.read_metadata(version_dir)
 
 
