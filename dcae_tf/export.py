@@ -1,13 +1,14 @@
-"""The export runtime's public names in one module (`dcae_tf.runtime`).
+"""The export runtime's public entry point: its public names in one module.
 
     from dcae_tf import export
     version_dir = export.save_versioned(codec, "saved_models/NAME")
     codec = export.load_exported("saved_models/NAME")  # newest version
 
-See `runtime.layout` (the files), `runtime.contract` (the signatures),
-`runtime.writer` and `runtime.exported`.
+The names are defined in `dcae_tf.runtime` (`runtime.layout`: the files,
+`runtime.contract`: the signatures, `runtime.writer`, `runtime.exported`,
+`runtime.warmup_file`) and `dcae_tf.codec.warmup`; `__all__` lists them
+(tests/test_docs.py keeps it complete).
 """
-# pylint: disable=unused-import
 from dcae_tf.codec.warmup import (
     COMPRESS, DECOMPRESS, WARMUP_IMAGE_SIZE, WARMUP_SIGNATURES, warmup_image)
 from dcae_tf.runtime.contract import (
@@ -18,6 +19,24 @@ from dcae_tf.runtime.exported import (
 from dcae_tf.runtime.layout import (
     METADATA_FILENAME, SAVED_MODEL_FILENAME, TMP_PREFIX, WARMUP_PATH,
     ExportError, complete_versions, is_complete, list_versions,
-    resolve_version_dir)
+    newest_version_dir, resolve_version_dir)
 from dcae_tf.runtime.warmup_file import read_warmup
 from dcae_tf.runtime.writer import save_versioned
+
+__all__ = (
+    # codec.warmup
+    "COMPRESS", "DECOMPRESS", "WARMUP_IMAGE_SIZE", "WARMUP_SIGNATURES",
+    "warmup_image",
+    # runtime.contract
+    "BITSTREAM", "ESTIMATED_BITS", "IMAGE", "IMAGE_CHANNELS", "JSON",
+    "METADATA", "RECONSTRUCT", "SIGNATURES", "check_image",
+    "check_signature_defs",
+    # runtime.exported
+    "ExportedCodec", "load_exported", "write_warmup_file",
+    # runtime.layout
+    "METADATA_FILENAME", "SAVED_MODEL_FILENAME", "TMP_PREFIX", "WARMUP_PATH",
+    "ExportError", "complete_versions", "is_complete", "list_versions",
+    "newest_version_dir", "resolve_version_dir",
+    # runtime.warmup_file, runtime.writer
+    "read_warmup", "save_versioned",
+)
