@@ -6,6 +6,7 @@ forward pass, `compress` and `decompress` all call it with a different
 `quantize` callback (noise or rounding for training and rate estimation,
 range *encoding* for compress, range *decoding* for decompress).
 """
+import decimal
 import functools
 import math
 
@@ -14,6 +15,7 @@ import tensorflow_compression as tfc
 
 from dcae_tf.layers import base
 from dcae_tf.layers import dictionary
+from dcae_tf.layers import exact
 
 SLICE_KERNEL = 3
 
@@ -51,6 +53,40 @@ def scale_position(config, scale):
   indexes: `scale_to_index` rounds and clips it."""
   log_min, step = _log_table(config)
   return (tf.math.log(tf.maximum(scale, config.scale_min)) - log_min) / step
+
+
+# Digits of the decimal arithmetic that computes the scale table exactly.
+_TABLE_DIGITS = 40
+
+
+def _log_spaced(config, offset):
+  """exp(log(scale_min) + (k + offset) * step), k = 0 .. levels - 1, as
+  correctly rounded Python floats: Python's `decimal` is exactly specified,
+  so every machine gets the same numbers (unlike a platform's exp)."""
+  with decimal.localcontext() as ctx:
+    ctx.prec = _TABLE_DIGITS
+    log_min = decimal.Decimal(repr(config.scale_min)).ln()
+    log_max = decimal.Decimal(repr(config.scale_max)).ln()
+    step = (log_max - log_min) / (config.scale_levels - 1)
+    return [float((log_min + (k + decimal.Decimal(offset)) * step).exp())
+            for k in range(config.scale_levels)]
+
+
+def exact_scale_table(config):
+  """The codec's scale table, the same floats on every machine."""
+  return _log_spaced(config, 0)
+
+
+def exact_scale_index(config, scale):
+  """Table index of each scale, exactly: the number of midpoints (in log
+  space) between table entries that the scale reaches. The same as
+  `scale_to_index` but for scales on a midpoint, and a comparison, so the
+  same integers on every machine for the same scales."""
+  midpoints = tf.constant(_log_spaced(config, .5)[:-1], scale.dtype)
+  flat = tf.reshape(scale, [1, -1])
+  index = tf.searchsorted(midpoints[None], flat, side="right",
+                          out_type=tf.int32)
+  return tf.reshape(index, tf.shape(scale))
 
 
 def y_likelihood(config, values, mu, scale):
@@ -126,7 +162,8 @@ class SliceEntropyModel(base.ReadsWeightsAfterInputs, base.TorchNamed,
 
   def lrp(self, index, support, y_q):
     out = self.lrp_nets[index](tf.concat([support, y_q], axis=-1))
-    return self.config.lrp_gain * tf.math.tanh(out)
+    tanh = exact.tanh if exact.active() else tf.math.tanh
+    return self.config.lrp_gain * tanh(out)
 
   def call(self, inputs):
     """Keras entry point used only to build the weights."""

@@ -33,7 +33,7 @@ inspects a header, or refuses a file, starts at once.
 import struct
 
 MAGIC = b"DCAE"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # Field sizes in bytes.
 VERSION_SIZE = 1
 FINGERPRINT_SIZE = 8

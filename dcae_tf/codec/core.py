@@ -43,6 +43,7 @@ from dcae_tf.codec import metadata as metadata_lib
 from dcae_tf.codec import transform_dtype as transform_dtype_lib
 from dcae_tf.codec import warmup
 from dcae_tf.codec import weights
+from dcae_tf.layers import exact
 
 DEFAULT_MAX_PIXELS = container.DEFAULT_MAX_PIXELS
 # TFC's maximum; tighter tables make the bitstream closer to the estimate.
@@ -58,13 +59,26 @@ TRAINING_METADATA = metadata_lib.TRAINING_METADATA
 # 2 (2026-11-26): the MLP's layer norm is folded into fc1.
 # 3 (2026-11-26): that layer norm divides by sqrt instead of using rsqrt,
 #   and Swin blocks run over bands of rows at inference.
-NUMERICS_VERSION = 3
+# 4 (2026-12-07): the entropy parameters in exact arithmetic (`exact`):
+#   the same integers on every machine.
+NUMERICS_VERSION = 4
 
 
-def weights_fingerprint(model):
+# How a codec computes its entropy parameters: "exact" (`layers.exact`, the
+# same integers on every machine: what codecs, exports and servers use) or
+# "float", the float32 arithmetic of training, whose bitstreams open only
+# where the same kernels run: kept to measure what exactness costs
+# (bench/latency.py, bench/exact_rate.py).
+EXACT, FLOAT = "exact", "float"
+NUMERICS = (EXACT, FLOAT)
+
+
+def weights_fingerprint(model, numerics=EXACT):
   """16 hex digits identifying the weights, architecture and arithmetic."""
   h = hashlib.sha256(repr(sorted(model.config.to_dict().items())).encode())
   h.update(f"numerics {NUMERICS_VERSION}".encode())
+  if numerics != EXACT:
+    h.update(numerics.encode())
   for v in model.variables:
     h.update(v.name.encode())
     h.update(np.ascontiguousarray(v.numpy()).tobytes())
@@ -112,13 +126,18 @@ class DCAECodec(tf.Module):
                lmbda=None, metric=None,
                range_coder_precision=RANGE_CODER_PRECISION,
                extra_metadata=None,
-               transform_dtype=metadata_lib.DEFAULT_TRANSFORM_DTYPE):
+               transform_dtype=metadata_lib.DEFAULT_TRANSFORM_DTYPE,
+               numerics=EXACT):
     super().__init__(name="dcae_codec")
+    if numerics not in NUMERICS:
+      raise ValueError(f"numerics must be one of {NUMERICS}, not "
+                       f"{numerics!r}")
     self.model = model
+    self.numerics = numerics
     c = self.config = model.config
     self.max_pixels = int(max_pixels)
     self.model_name = name or f"dcae-{c.name}"
-    self.fingerprint = weights_fingerprint(model)
+    self.fingerprint = weights_fingerprint(model, numerics)
     self.metadata = dict(
         name=self.model_name, fingerprint=self.fingerprint, preset=c.name,
         lmbda=lmbda, metric=metric,
@@ -142,6 +161,18 @@ class DCAECodec(tf.Module):
     self._shared_functions = self._no_dependency({})
 
   # -- shared pieces -------------------------------------------------------
+
+  def _share_exact(self, name, fn):
+    """`_share` of a piece of the entropy-parameter path, traced in the
+    exact scope (`layers.exact`): its tensors are float64 and its results
+    the same bits on every machine. With "float" numerics the layers cast
+    its float64 inputs to float32 and compute as in training; its outputs
+    are cast back, so the coding around it is the same."""
+    if self.numerics == EXACT:
+      return self._share(name, exact.traced_exactly(fn))
+    def as_float64(*args):
+      return tf.nest.map_structure(exact.to_exact, fn(*args))
+    return self._share(name, as_float64)
 
   def _share(self, name, fn):
     """`fn` (tensors in, tensors out) as one `tf.function` for every
@@ -194,21 +225,21 @@ class DCAECodec(tf.Module):
     y, z = self._analysis(x)
     groups = [rans.batched_symbols(self.z_model, z)]
     z_hat = self.z_model.quantize(z)
-    latent_scales, latent_means = self._share(
-        "h_s", self.model.hyper_synthesis)(z_hat)
-    y_slices = tf.split(y, self.config.num_slices, axis=-1)
+    latent_scales, latent_means = self._hyper_synthesis(z_hat)
+    y_slices = tf.split(exact.to_exact(y), self.config.num_slices, axis=-1)
     y_likelihoods = []
 
     def quantize(i, mu, scale):
-      index = entropy.scale_to_index(self.config, scale)
-      groups.append(rans.indexed_symbols(self.y_model, y_slices[i], index, mu))
-      y_q = rans.indexed_dequantize(self.y_model, groups[-1][0], mu)
+      values = tf.cast(tf.round(y_slices[i] - mu), tf.int32)
+      groups.append((tf.reshape(values, [-1]), self._table_index(scale)))
+      y_q = tf.cast(values, exact.DTYPE) + mu
       if with_bits:
-        y_likelihoods.append(entropy.y_likelihood(self.config, y_q, mu, scale))
+        y_likelihoods.append(entropy.y_likelihood(
+            self.config, *(tf.cast(t, tf.float32) for t in (y_q, mu, scale))))
       return y_q
 
     y_hat = self.model.slices.run(latent_scales, latent_means, quantize,
-                                  share=self._share)
+                                  share=self._share_exact)
     bits = None
     if with_bits:
       # As the model's evaluation-mode forward pass (`DCAE.call`), of the
@@ -243,8 +274,7 @@ class DCAECodec(tf.Module):
     z_values, state = rans.decode_group(
         state, rans.batched_index(self.z_model, z_shape), self.z_tables)
     z_hat = rans.batched_dequantize(self.z_model, z_values, z_shape)
-    latent_scales, latent_means = self._share(
-        "h_s", self.model.hyper_synthesis)(z_hat)
+    latent_scales, latent_means = self._hyper_synthesis(z_hat)
     symbols, states = [z_values], [state]
 
     # One graph of the y groups' decoder for the five slices.
@@ -253,16 +283,14 @@ class DCAECodec(tf.Module):
 
     def dequantize(i, mu, scale):
       del i  # The stream's next group is slice i.
-      index = rans.indexed_index(self.y_model,
-                                 entropy.scale_to_index(self.config, scale))
-      values, next_state = decode_y_group(states[-1], index)
+      values, next_state = decode_y_group(states[-1], self._table_index(scale))
       symbols.append(values)
       states.append(next_state)
-      return tf.ensure_shape(
-          rans.indexed_dequantize(self.y_model, values, mu), mu.shape)
+      values = tf.cast(tf.reshape(values, tf.shape(mu)), exact.DTYPE)
+      return tf.ensure_shape(values + mu, mu.shape)
 
     y_hat = self.model.slices.run(latent_scales, latent_means, dequantize,
-                                  share=self._share)
+                                  share=self._share_exact)
     checks = [
         rans.finish(states[-1]),
         tf.debugging.Assert(
@@ -271,6 +299,17 @@ class DCAECodec(tf.Module):
     ]
     with tf.control_dependencies(checks):
       return tf.identity(y_hat), height, width
+
+  def _hyper_synthesis(self, z_hat):
+    """(latent_scales, latent_means) of z_hat, exactly (float64)."""
+    def h_s(z_hat):
+      z_hat = exact.to_exact(z_hat)
+      return self.model.h_s_scales(z_hat), self.model.h_s_means(z_hat)
+    return self._share_exact("h_s", h_s)(z_hat)
+
+  def _table_index(self, scale):
+    """The flat coding-table index of each exactly computed scale."""
+    return tf.reshape(entropy.exact_scale_index(self.config, scale), [-1])
 
   def _analysis(self, x):
     """(y, z) of x, float32; g_a in the codec's transform dtype."""
@@ -281,6 +320,7 @@ class DCAECodec(tf.Module):
   def _to_image(self, y_hat, height, width):
     # g_s in the codec's transform dtype: decompress and the encoder-side
     # reconstruction both come through here.
+    y_hat = tf.cast(y_hat, tf.float32)
     x_hat = tf.cast(self._share("g_s", self._transforms.g_s)(y_hat),
                     tf.float32)[:, :height, :width, :][0]
     return tf.saturate_cast(tf.round(tf.clip_by_value(x_hat, 0., 1.) *

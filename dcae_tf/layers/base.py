@@ -11,6 +11,8 @@ Linear (out, in). Keras: HWIO, HWOI, HW C 1, (in, out).
 import numpy as np
 import tensorflow as tf
 
+from dcae_tf.layers import exact
+
 # How an official array becomes a Keras variable value.
 _LAYOUTS = {
     "conv": lambda a: np.transpose(a, (2, 3, 1, 0)),
@@ -57,9 +59,15 @@ class ReadsWeightsAfterInputs:
   used (measured 2026-11-26: 310 MB more peak memory for the paper
   preset's encoder with float16-stored weights). Eagerly it changes
   nothing. Put it before the Keras base class.
+
+  Under `exact.scope()` the call skips Keras's `__call__` (whose autocast
+  would round the exact path's float64 tensors to the layer's dtype) and
+  runs `call` directly: the layers are built by then.
   """
 
   def __call__(self, *args, **kwargs):
+    if exact.active():
+      return self.call(*args, **kwargs)
     inputs = [t for t in tf.nest.flatten((args, kwargs))
               if isinstance(t, tf.Tensor)]
     if not inputs or tf.executing_eagerly():
@@ -105,13 +113,32 @@ def torch_variables(layer, prefix=""):
   raise TypeError(f"no official naming for layer {layer.name!r}")
 
 
+class LayerNorm(ReadsWeightsAfterInputs, tf.keras.layers.LayerNormalization):
+  """Keras's layer norm over the last axis; `exact.layer_norm` in the exact
+  scope."""
+
+  def call(self, x):
+    if exact.active():
+      return exact.layer_norm(x, self.gamma, self.beta, self.epsilon)
+    return super().call(x)
+
+
+class Dense(ReadsWeightsAfterInputs, tf.keras.layers.Dense):
+  """Keras's dense layer; `exact.dense` in the exact scope."""
+
+  def call(self, x):
+    if exact.active():
+      return exact.dense(x, self.kernel, self.bias if self.use_bias else None)
+    return super().call(x)
+
+
 def layer_norm(epsilon, name=None):
   # nn.LayerNorm's epsilon is 1e-5; Keras defaults to 1e-3.
-  return tf.keras.layers.LayerNormalization(epsilon=epsilon, name=name)
+  return LayerNorm(epsilon=epsilon, name=name)
 
 
 def dense(units, name=None, use_bias=True):
-  return tf.keras.layers.Dense(units, use_bias=use_bias, name=name)
+  return Dense(units, use_bias=use_bias, name=name)
 
 
 def residual_add(stream, branch):
@@ -128,7 +155,16 @@ def residual_add(stream, branch):
 
 def gelu(x):
   # nn.GELU is the exact erf form, not the tanh approximation.
+  if exact.active():
+    return exact.gelu(x)
   return tf.nn.gelu(x, approximate=False)
+
+
+def bias_add(x, bias):
+  """tf.nn.bias_add; in the exact scope, a float64 add of the bias."""
+  if exact.active():
+    return x + exact.to_exact(bias)
+  return tf.nn.bias_add(x, bias)
 
 
 class Conv2D(ReadsWeightsAfterInputs, TorchNamed, tf.keras.layers.Layer):
@@ -157,15 +193,16 @@ class Conv2D(ReadsWeightsAfterInputs, TorchNamed, tf.keras.layers.Layer):
 
   def call(self, x):
     k, s = self.kernel_size, self.strides
+    conv2d = exact.conv2d if exact.active() else tf.nn.conv2d
     if s == 1:
       # Odd kernel, stride 1: "SAME" is the same symmetric k // 2 padding.
-      y = tf.nn.conv2d(x, self.kernel, 1, "SAME")
+      y = conv2d(x, self.kernel, 1, "SAME")
     else:
       p = k // 2
       x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
-      y = tf.nn.conv2d(x, self.kernel, s, "VALID")
+      y = conv2d(x, self.kernel, s, "VALID")
     if self.use_bias:
-      y = tf.nn.bias_add(y, self.bias)
+      y = bias_add(y, self.bias)
     return y
 
   def _torch_params(self):
@@ -203,12 +240,14 @@ class ConvTranspose2D(ReadsWeightsAfterInputs, TorchNamed,
     shape = tf.shape(x)
     full_h = (shape[1] - 1) * s + k
     full_w = (shape[2] - 1) * s + k
-    y = tf.nn.conv2d_transpose(
+    transpose = (exact.conv2d_transpose if exact.active()
+                 else tf.nn.conv2d_transpose)
+    y = transpose(
         x, self.kernel, tf.stack([shape[0], full_h, full_w, self.filters]),
         s, "VALID")
     p = k // 2
     y = y[:, p:p + s * shape[1], p:p + s * shape[2], :]
-    return tf.nn.bias_add(y, self.bias)
+    return bias_add(y, self.bias)
 
   def _torch_params(self):
     return [("weight", self.kernel, "deconv"), ("bias", self.bias, "same")]
@@ -231,8 +270,10 @@ class DepthwiseConv2D(ReadsWeightsAfterInputs, TorchNamed,
     super().build(input_shape)
 
   def call(self, x):
-    y = tf.nn.depthwise_conv2d(x, self.kernel, [1, 1, 1, 1], "SAME")
-    return tf.nn.bias_add(y, self.bias)
+    depthwise = (exact.depthwise_conv2d if exact.active()
+                 else tf.nn.depthwise_conv2d)
+    y = depthwise(x, self.kernel, [1, 1, 1, 1], "SAME")
+    return bias_add(y, self.bias)
 
   def _torch_params(self):
     return [("weight", self.kernel, "dwconv"), ("bias", self.bias, "same")]
@@ -247,7 +288,7 @@ class Scale(ReadsWeightsAfterInputs, TorchNamed, tf.keras.layers.Layer):
     super().build(input_shape)
 
   def call(self, x):
-    return x * self.scale
+    return x * tf.cast(self.scale, x.dtype)
 
   def _torch_params(self):
     return [("scale", self.scale, "same")]

@@ -6,8 +6,9 @@ learned in training can inform the distribution of the current slice.
 """
 import tensorflow as tf
 
-from dcae_tf.layers import swin
 from dcae_tf.layers import base
+from dcae_tf.layers import exact
+from dcae_tf.layers import swin
 
 
 class SpatialAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
@@ -19,6 +20,10 @@ class SpatialAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
     self.conv1 = base.Conv2D(1, kernel_size, use_bias=False, name="conv1")
 
   def call(self, x):
+    if exact.active():
+      pooled = tf.concat([exact.reduce_mean(x, -1),
+                          tf.reduce_max(x, -1, keepdims=True)], axis=-1)
+      return exact.sigmoid(self.conv1(pooled))
     pooled = tf.concat([tf.reduce_mean(x, -1, keepdims=True),
                         tf.reduce_max(x, -1, keepdims=True)], axis=-1)
     return tf.sigmoid(self.conv1(pooled))
@@ -136,9 +141,17 @@ class DictionaryCrossAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
     d = self.dict_ln(dictionary)
     k = tf.reshape(self.k(d), (-1, self.heads, self.head_dim))
     v = tf.reshape(d, (-1, self.heads, self.head_dim))
-    sim = tf.einsum("bnec,dec->bend", q, k) * self.scale[None]
-    probs = tf.nn.softmax(sim, axis=-1)
-    out = tf.einsum("bend,dec->bnec", probs, v)
+    if exact.active():
+      # (b, heads, n, c) x (heads, c, d): the same products as the einsums.
+      q = tf.transpose(q, (0, 2, 1, 3))
+      sim = exact.matmul(q, tf.transpose(k, (1, 2, 0))[None])
+      sim *= exact.to_exact(self.scale)[None]
+      out = exact.softmax_matmul(sim, tf.transpose(v, (1, 0, 2))[None])
+      out = tf.transpose(out, (0, 2, 1, 3))
+    else:
+      sim = tf.einsum("bnec,dec->bend", q, k) * self.scale[None]
+      probs = tf.nn.softmax(sim, axis=-1)
+      out = tf.einsum("bend,dec->bnec", probs, v)
     out = tf.reshape(out, (b, h, w, self.heads * self.head_dim))
     out = self.linear(out) + self.res_scale_2(shortcut)
     out = self.mlp(self.ln_mlp(out)) + self.res_scale_3(out)

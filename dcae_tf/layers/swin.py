@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from dcae_tf.layers import base
+from dcae_tf.layers import exact
 from dcae_tf.layers import tiling
 
 
@@ -44,6 +45,8 @@ def normalize(x, epsilon):
   (gamma * rsqrt(var), its product with the mean, beta minus that) on the
   widest feature maps of the model.
   """
+  if exact.active():
+    return exact.normalize(x, epsilon)
   mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
   # Correctly rounded operations only (sqrt, division), so each pixel's
   # result does not depend on the tensor's size and a band of rows
@@ -74,6 +77,8 @@ def fold_affine(norm, kernel, bias):
 
 def linear(x, kernel, bias):
   """x @ kernel + bias over the last axis, as one MatMul with a fused bias."""
+  if exact.active():
+    return exact.dense(x, kernel, bias)
   shape = tf.shape(x)
   out = tf.nn.bias_add(tf.matmul(tf.reshape(x, (-1, x.shape[-1])), kernel),
                        bias)
@@ -130,6 +135,8 @@ class WindowAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
 
   def _bias(self):
     table = tf.reshape(self.relative_position_params, (self.heads, -1))
+    if exact.active():
+      table = exact.to_exact(table)
     return tf.gather(table, self._rel_index, axis=1)  # (heads, P, P)
 
   def _attend(self, qkv, bias, first, nh, nw):
@@ -151,7 +158,8 @@ class WindowAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
     # Scaling q, not the P x P logits: head_dim / P times fewer multiplies,
     # and one pass less over the largest tensor of the block.
     q, k, v = qkv[0] * (self.head_dim ** -.5), qkv[1], qkv[2]
-    sim = tf.matmul(q, k, transpose_b=True) + bias
+    matmul = exact.matmul if exact.active() else tf.matmul
+    sim = matmul(q, k, transpose_b=True) + bias
     if self.shifted:
       # Windows of the last row / column hold pixels the roll wrapped.
       index = (first + tf.range(windows)) % (nh * nw)
@@ -160,7 +168,10 @@ class WindowAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
       mask = tf.logical_or(tf.logical_and(last_row, self._mask_rows),
                            tf.logical_and(last_col, self._mask_cols))
       sim = tf.where(mask[:, None], tf.constant(-np.inf, sim.dtype), sim)
-    out = tf.matmul(tf.nn.softmax(sim, axis=-1), v)  # (windows, heads, P, c)
+    if exact.active():
+      out = exact.softmax_matmul(sim, v)
+    else:
+      out = tf.matmul(tf.nn.softmax(sim, axis=-1), v)  # (windows, heads, P, c)
     return tf.reshape(tf.transpose(out, (0, 2, 1, 3)), (windows, p, self.dim))
 
   def _attend_chunked(self, qkv, bias, first, nh, nw):
@@ -283,13 +294,18 @@ class ConvGLU(base.ReadsWeightsAfterInputs, base.TorchNamed,
     """
     stream = x.dtype
     kernel, bias = self.fc1.kernel, self.fc1.bias
-    if norm is not None:
+    if norm is not None and exact.active():
+      # Folding sums products of weights in float: the exact path applies
+      # the norm's gamma and beta itself.
+      x = exact.layer_norm(x, norm.gamma, norm.beta, norm.epsilon)
+    elif norm is not None:
       x = normalize(x, norm.epsilon)
       kernel, bias = fold_affine(norm, kernel, bias)
     # Normalised in the stream's dtype, computed in the layer's: a float32
     # stream (`codec.transform_dtype`) loses its mean before bfloat16
     # rounding, not after. Where the two agree the casts are no ops.
-    x = tf.cast(x, self.compute_dtype)
+    if not exact.active():
+      x = tf.cast(x, self.compute_dtype)
     # fc1's kernel is split instead of its output: the same two products
     # without copying the (large) activations into halves.
     kernel_x, kernel_v = tf.split(kernel, 2, axis=-1)

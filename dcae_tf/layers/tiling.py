@@ -15,9 +15,14 @@ every layer inside it.
 """
 import tensorflow as tf
 
+from dcae_tf.layers import exact
+
 
 def resolve_tiled(tiled, training):
-  """Whether to tile: `tiled` if set, else at inference only."""
+  """Whether to tile: `tiled` if set, else at inference only; never in the
+  exact scope (`exact`: its small maps are computed whole)."""
+  if exact.active():
+    return False
   return (not training) if tiled is None else bool(tiled)
 
 
