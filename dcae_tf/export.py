@@ -12,8 +12,9 @@ The names are defined in `dcae_tf.runtime` (`runtime.layout`: the files,
 from dcae_tf.codec.warmup import (
     COMPRESS, DECOMPRESS, WARMUP_IMAGE_SIZE, WARMUP_SIGNATURES, warmup_image)
 from dcae_tf.runtime.contract import (
-    BITSTREAM, ESTIMATED_BITS, IMAGE, IMAGE_CHANNELS, JSON, METADATA,
-    RECONSTRUCT, SIGNATURES, check_image, check_signature_defs)
+    BITSTREAM, BITSTREAM_BYTES, ESTIMATED_BITS, IMAGE, IMAGE_CHANNELS, JSON,
+    METADATA, REST_BYTES_SUFFIX, RECONSTRUCT, SIGNATURES, check_image,
+    check_signature_defs, reexport_command)
 from dcae_tf.runtime.exported import (
     ExportedCodec, load_exported, write_warmup_file)
 from dcae_tf.runtime.layout import (
@@ -28,9 +29,9 @@ __all__ = (
     "COMPRESS", "DECOMPRESS", "WARMUP_IMAGE_SIZE", "WARMUP_SIGNATURES",
     "warmup_image",
     # runtime.contract
-    "BITSTREAM", "ESTIMATED_BITS", "IMAGE", "IMAGE_CHANNELS", "JSON",
-    "METADATA", "RECONSTRUCT", "SIGNATURES", "check_image",
-    "check_signature_defs",
+    "BITSTREAM", "BITSTREAM_BYTES", "ESTIMATED_BITS", "IMAGE",
+    "IMAGE_CHANNELS", "JSON", "METADATA", "REST_BYTES_SUFFIX", "RECONSTRUCT",
+    "SIGNATURES", "check_image", "check_signature_defs", "reexport_command",
     # runtime.exported
     "ExportedCodec", "load_exported", "write_warmup_file",
     # runtime.layout

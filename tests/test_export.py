@@ -1,4 +1,5 @@
 """SavedModel export: versioned layout, atomic writes, self-contained loading."""
+import base64
 import json
 import os
 import subprocess
@@ -8,9 +9,11 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from dcae_tf import export
 from dcae_tf.codec import heap
+from tests import rest_json
 from tests import serving_fakes
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +31,8 @@ import tensorflow_compression
 version_dir, image_path, out_dir = sys.argv[1:]
 loaded = tf.saved_model.load(version_dir)
 image = np.load(image_path)
-data = loaded.signatures["compress"](image=tf.constant(image))["bitstream"]
+data = loaded.signatures["compress"](
+    image=tf.constant(image))["bitstream_bytes"]
 decoded = loaded.signatures["decompress"](bitstream=data)["image"].numpy()
 meta = loaded.signatures["metadata"]()["json"].numpy().decode()
 try:
@@ -113,8 +117,13 @@ def test_signatures_have_contract_names(base):
   assert compress.inputs["image"].dtype == tf.uint8.as_datatype_enum
   assert [d.size for d in compress.inputs["image"].tensor_shape.dim] == [
       -1, -1, 3]
-  assert compress.outputs["bitstream"].dtype == tf.string.as_datatype_enum
-  assert not compress.outputs["bitstream"].tensor_shape.dim
+  # "_bytes": TF Serving's REST API base64-encodes it (test_stock_tensorflow).
+  assert list(compress.outputs) == ["bitstream_bytes"]
+  assert compress.outputs["bitstream_bytes"].dtype == (
+      tf.string.as_datatype_enum)
+  assert not compress.outputs["bitstream_bytes"].tensor_shape.dim
+  # Inputs keep their names: REST takes {"b64": ...} for any string input.
+  assert list(decompress.inputs) == ["bitstream"]
   assert decompress.inputs["bitstream"].dtype == tf.string.as_datatype_enum
   assert list(defs[export.METADATA].outputs) == ["json"]
   assert not defs[export.METADATA].inputs
@@ -340,6 +349,64 @@ def test_load_errors_are_clear(tmp_path):
                      match="not a DCAE export .no 'compress' signature"):
     export.load_exported(str(tmp_path / "other"))
 
+
+def _with_old_contract(version_dir, copy_dir, **metadata):
+  """A copy of an export whose `compress` returns "bitstream", as every
+  export did before 2026-12 (the signature def's key renamed; the graph is
+  the same), its metadata.json updated with `metadata`."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  shutil.copytree(version_dir, copy_dir)
+  path = os.path.join(copy_dir, export.SAVED_MODEL_FILENAME)
+  with open(path, "rb") as f:
+    saved = saved_model_pb2.SavedModel.FromString(f.read())
+  outputs = saved.meta_graphs[0].signature_def[export.COMPRESS].outputs
+  outputs["bitstream"].CopyFrom(outputs[export.BITSTREAM_BYTES])
+  del outputs[export.BITSTREAM_BYTES]
+  with open(path, "wb") as f:
+    f.write(saved.SerializeToString())
+  meta_path = os.path.join(copy_dir, export.METADATA_FILENAME)
+  with open(meta_path) as f:
+    meta = json.load(f)
+  with open(meta_path, "w") as f:
+    json.dump({**meta, **metadata}, f)
+
+
+@pytest.mark.parametrize("weight_dtype", [None, "float16"])
+def test_an_export_of_the_old_contract_is_refused_with_a_re_export_command(
+    base, tmp_path, weight_dtype):
+  model = tmp_path / "dcae-old"
+  _with_old_contract(os.path.join(base[0], "1"), str(model / "3"),
+                     **({"weight_dtype": weight_dtype} if weight_dtype
+                        else {}))
+  with pytest.raises(export.ExportError) as info:
+    export.load_exported(str(model))
+  message = str(info.value)
+  assert "\n" not in message
+  assert message.startswith(
+      "not a DCAE export of this contract (signature 'compress' maps "
+      "['image'] -> ['bitstream'], expected ['image'] -> "
+      f"['bitstream_bytes']): {model / '3'}; "), message
+  # The command re-exports the weights as they are stored: float16 stays
+  # float16, so the fingerprint and the model's bitstreams stay valid.
+  command = f"python bin/export.py --checkpoint {model}" + (
+      f" --weight_dtype {weight_dtype}" if weight_dtype else "")
+  assert message.endswith(
+      f"if it is an older DCAE export, re-export it with this code: "
+      f"{command} (docs/export.md)"), message
+
+
+def test_rest_response_of_the_export_is_json(base):
+  """The fake codec's bitstream (a PNG: binary) comes back from TF
+  Serving's REST API as base64 under the export's own output key; the
+  real codec's: test_stock_tensorflow.py."""
+  exported = export.load_exported(base[0])
+  image = serving_fakes.make_image(12, 20, seed=3)
+  signature_def = exported.signature_defs[export.COMPRESS]
+  outputs = exported.signatures[export.COMPRESS](image=tf.constant(image))
+  response = json.loads(rest_json.predict_response(signature_def, outputs))
+  data = base64.b64decode(response["outputs"]["b64"])
+  assert data == exported.compress(image)
+  np.testing.assert_array_equal(exported.decompress(data), image)
 
 def test_bad_module_and_inputs_are_refused(tmp_path):
   with pytest.raises(export.ExportError, match="no callable `compress`"):

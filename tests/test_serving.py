@@ -94,7 +94,9 @@ def test_status_and_metadata(setup, client):
   assert meta["codec"] == local.metadata
   assert meta["signatures"]["compress"] == {
       "inputs": {"image": {"dtype": "DT_UINT8", "shape": [-1, -1, 3]}},
-      "outputs": {"bitstream": {"dtype": "DT_STRING", "shape": []}}}
+      "outputs": {"bitstream_bytes": {"dtype": "DT_STRING", "shape": []}}}
+  assert meta["signatures"]["decompress"]["inputs"] == {
+      "bitstream": {"dtype": "DT_STRING", "shape": []}}
   # The real codec also exports the optional `reconstruct` signature.
   assert sorted(meta["signatures"]) == sorted(local.signatures)
   assert {"compress", "decompress", "metadata"} <= set(meta["signatures"])

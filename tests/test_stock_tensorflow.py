@@ -12,6 +12,7 @@ shipped export must need exactly the ops of the default one (the zoo's
 models share one preset and one export graph, only their weights differ),
 which a read of their saved_model.pb checks in a second.
 """
+import base64
 import json
 import os
 import subprocess
@@ -31,6 +32,7 @@ from dcae_tf.runtime import layout
 from dcae_tf.runtime import signatures
 from dcae_tf.runtime import client as client_lib
 from dcae_tf.serving import process
+from tests import rest_json
 from tests import serving_fakes
 from tests.images import smooth_image
 
@@ -86,7 +88,7 @@ SESSION_SCRIPT = textwrap.dedent("""
                                                     version_dir)
         compress = meta.signature_def["compress"]
         decompress = meta.signature_def["decompress"]
-        data = sess.run(compress.outputs["bitstream"].name,
+        data = sess.run(compress.outputs["bitstream_bytes"].name,
                         {compress.inputs["image"].name: np.load(image_path)})
         decoded = sess.run(decompress.outputs["image"].name,
                            {decompress.inputs["bitstream"].name: data})
@@ -291,7 +293,9 @@ def test_saved_model_cli_round_trip(export_case, blocked_env, expected,
   _saved_model_cli(blocked_env, *common, "--signature_def", "compress",
                    "--inputs", f"image={tmp_path / 'image.npy'}",
                    "--outdir", tmp_path / "compressed")
-  data = _bitstream_from_npy(tmp_path / "compressed" / "bitstream.npy")
+  # saved_model_cli names its files after the output keys.
+  data = _bitstream_from_npy(tmp_path / "compressed" /
+                             f"{export.BITSTREAM_BYTES}.npy")
   # An object array: a fixed-width bytes array fed to TensorFlow loses its
   # trailing NULs.
   np.save(tmp_path / "bitstream.npy", np.array(data, dtype=object))
@@ -328,6 +332,65 @@ def test_model_server_serves_without_tensorflow_compression(
       decoded = client.decompress(data)
   assert server.stopped_cleanly, server.log_tail()
   _check_equal(expected(TINY, tiny[1], request), data, decoded)
+
+
+@pytest.fixture(name="rest_case", scope="module")
+def fixture_rest_case(tiny):
+  """(the tiny export's ExportedCodec, its compress signature's outputs
+  for the test image, the encoder-side reconstruction of the image)."""
+  codec, version_dir = tiny
+  local = export.load_exported(version_dir)
+  outputs = local.signatures[export.COMPRESS](
+      **{export.IMAGE: tf.constant(_image())})
+  _, _, reconstruction = codec.compress_with_reconstruction(
+      tf.constant(_image()))
+  return local, outputs, reconstruction.numpy()
+
+
+@pytest.mark.slow
+def test_rest_predict_responses_are_json_and_round_trip(rest_case):
+  """TF Serving's REST API, as its json_tensor.cc writes and reads JSON
+  (`tests/rest_json.py`), on the export's own signature defs: compress's
+  response parses with json.loads, its "outputs" is {"b64": ...}, and fed
+  as is to decompress's "bitstream" input it decodes to the encoder's
+  reconstruction."""
+  local, outputs, reconstruction = rest_case
+  data = outputs[export.BITSTREAM_BYTES].numpy()
+  compress_def = local.signature_defs[export.COMPRESS]
+  assert list(compress_def.outputs) == [export.BITSTREAM_BYTES]
+  response = json.loads(rest_json.predict_response(compress_def, outputs))
+  assert list(response["outputs"]) == ["b64"]
+  assert base64.b64decode(response["outputs"]["b64"]) == data
+
+  request = json.dumps({"signature_name": export.DECOMPRESS,
+                        "inputs": {export.BITSTREAM: response["outputs"]}})
+  decompress_def = local.signature_defs[export.DECOMPRESS]
+  inputs = rest_json.predict_request_inputs(request, decompress_def)
+  assert inputs[export.BITSTREAM].item() == data
+  decoded = local.signatures[export.DECOMPRESS](
+      **{k: tf.constant(v.item()) for k, v in inputs.items()})
+  response = json.loads(rest_json.predict_response(decompress_def, decoded))
+  np.testing.assert_array_equal(np.array(response["outputs"], np.uint8),
+                                reconstruction)
+
+
+@pytest.mark.slow
+def test_a_string_output_not_named_bytes_is_not_json(rest_case):
+  """What the "_bytes" key prevents: the same outputs under the contract's
+  old key ("bitstream") come back raw, and a bitstream is not UTF-8."""
+  local, outputs, _ = rest_case
+  with pytest.raises(UnicodeDecodeError):
+    outputs[export.BITSTREAM_BYTES].numpy().decode("utf-8")  # Else the check below would prove nothing.
+  old_def = type(local.signature_defs[export.COMPRESS])()
+  old_def.CopyFrom(local.signature_defs[export.COMPRESS])
+  old_def.outputs["bitstream"].CopyFrom(old_def.outputs[
+      export.BITSTREAM_BYTES])
+  del old_def.outputs[export.BITSTREAM_BYTES]
+  body = rest_json.predict_response(
+      old_def, {"bitstream": outputs[export.BITSTREAM_BYTES]})
+  assert body.startswith(b'{"outputs": "')
+  with pytest.raises(ValueError):  # UnicodeDecodeError: not JSON text.
+    json.loads(body)
 
 
 @pytest.mark.skipif(DEFAULT_SHIPPED is None, reason="no shipped models")

@@ -112,7 +112,7 @@ class ServingClient:
     contract.check_image(image)
     outputs = self.predict(contract.COMPRESS,
                            {contract.IMAGE: tensors.image_proto(image)})
-    return _output(outputs, contract.BITSTREAM).item()
+    return _output(outputs, contract.BITSTREAM_BYTES).item()
 
   def decompress(self, bitstream):
     """Bitstream bytes -> uint8 HxWx3 numpy array."""
@@ -169,8 +169,11 @@ class ServingClient:
 
 def _output(outputs, name):
   if name not in outputs:
-    raise tensors.TensorError(f"response has no output {name!r} "
-                              f"(got {sorted(outputs)})")
+    # E.g. TF Serving serving an export of an older contract.
+    raise tensors.TensorError(
+        f"response has no output {name!r} (got {sorted(outputs)}): the "
+        f"served export is not of this code's contract; re-export it "
+        f"(docs/export.md)")
   return tensors.to_numpy(outputs[name], name)
 
 

@@ -1,12 +1,23 @@
 """The serving contract of an export: its signatures (no TensorFlow).
 
-  "compress":   {"image": uint8 [H, W, 3]}  -> {"bitstream": string []}
+  "compress":   {"image": uint8 [H, W, 3]}  -> {"bitstream_bytes": string []}
   "decompress": {"bitstream": string []}    -> {"image": uint8 [H, W, 3]}
   "metadata":   {}                          -> {"json": string []}
   "reconstruct" (optional): {"image": uint8 [H, W, 3]} -> {"image": uint8
                 [H, W, 3], "estimated_bits": float32 []}: the encoder-side
                 reconstruction that decompress reproduces exactly, and the
                 model's estimate of the payload bits
+
+Why `compress` returns "bitstream_bytes": TF Serving's REST API
+base64-encodes a string output as {"b64": ...} only when its output key
+ends in "_bytes" (REST_BYTES_SUFFIX); any other string output is written
+raw into the JSON response, which for binary data is not valid JSON.
+`decompress` keeps its input name "bitstream": REST takes {"b64": ...} for
+any string input, whatever its name, so the "outputs" of a REST compress
+response is, as it stands, the "bitstream" input of a decompress request.
+"json" stays as it is: it is text (and REST predict cannot call a signature
+without inputs). Exports of the contract before 2026-12 (compress ->
+{"bitstream": ...}) are refused by the loader with a message to re-export.
 
 The export writer, `ExportedCodec`, the model server and its client all
 speak it.
@@ -15,6 +26,8 @@ import numpy as np
 
 from dcae_tf.codec.container import DEFAULT_MAX_PIXELS
 from dcae_tf.codec.warmup import COMPRESS, DECOMPRESS
+from dcae_tf.codec.metadata import DEFAULT_WEIGHT_DTYPE
+from dcae_tf.runtime import layout
 from dcae_tf.runtime.layout import ExportError
 
 METADATA = "metadata"
@@ -24,7 +37,12 @@ METADATA = "metadata"
 RECONSTRUCT = "reconstruct"
 ESTIMATED_BITS = "estimated_bits"
 IMAGE = "image"
+# decompress's input.
 BITSTREAM = "bitstream"
+# TF Serving's REST API base64-encodes string outputs with this key suffix.
+REST_BYTES_SUFFIX = "_bytes"
+# compress's output: a string output TF Serving's REST API base64-encodes.
+BITSTREAM_BYTES = BITSTREAM + REST_BYTES_SUFFIX
 JSON = "json"
 IMAGE_CHANNELS = 3
 # Room in a gRPC message for what is not pixels (protobuf framing, names).
@@ -35,7 +53,7 @@ DEFAULT_MAX_MESSAGE_BYTES = (DEFAULT_MAX_PIXELS * IMAGE_CHANNELS +
 
 # signature name -> (input names, output names). What makes an export ours.
 SIGNATURES = {
-    COMPRESS: ((IMAGE,), (BITSTREAM,)),
+    COMPRESS: ((IMAGE,), (BITSTREAM_BYTES,)),
     DECOMPRESS: ((BITSTREAM,), (IMAGE,)),
     METADATA: ((), (JSON,)),
 }
@@ -55,7 +73,14 @@ def check_image(image):
 
 
 def check_signature_defs(signature_defs, where):
-  """Raises ExportError unless the signatures are the export contract's."""
+  """Raises ExportError unless the signatures are the export contract's.
+
+  `where` is the export's version directory. A signature of other names
+  (e.g. an export of the contract before 2026-12, whose compress returned
+  "bitstream") is refused in one line naming the expected contract and how
+  to re-export: bin/export.py reads the weights of an export of any
+  contract (`runtime.weights_source`).
+  """
   for name, (inputs, outputs) in SIGNATURES.items():
     if name not in signature_defs:
       raise ExportError(f"not a DCAE export (no {name!r} signature): {where}")
@@ -63,6 +88,24 @@ def check_signature_defs(signature_defs, where):
     if (sorted(sig.inputs) != sorted(inputs)
         or sorted(sig.outputs) != sorted(outputs)):
       raise ExportError(
-          f"not a DCAE export (signature {name!r} maps {sorted(sig.inputs)} -> "
-          f"{sorted(sig.outputs)}, expected {list(inputs)} -> "
-          f"{list(outputs)}): {where}")
+          f"not a DCAE export of this contract (signature {name!r} maps "
+          f"{sorted(sig.inputs)} -> {sorted(sig.outputs)}, expected "
+          f"{list(inputs)} -> {list(outputs)}): {where}; if it is an older "
+          f"DCAE export, re-export it with this code: "
+          f"{reexport_command(where)} (docs/export.md)")
+
+
+def reexport_command(version_dir):
+  """The bin/export.py command that re-exports an export with this code:
+  its weights as they are stored (float16 stays float16: the same weights
+  bit for bit, hence the same fingerprint unless the numerics version
+  changed), into the model's next version."""
+  command = (f"python bin/export.py --checkpoint "
+             f"{layout.base_path(version_dir)}")
+  try:
+    weight_dtype = layout.read_metadata(version_dir).get("weight_dtype")
+  except (OSError, ValueError, AttributeError):
+    weight_dtype = None
+  if weight_dtype and weight_dtype != DEFAULT_WEIGHT_DTYPE:
+    command += f" --weight_dtype {weight_dtype}"
+  return command

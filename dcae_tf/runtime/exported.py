@@ -19,8 +19,8 @@ from dcae_tf.runtime import layout
 from dcae_tf.runtime import signatures as signatures_lib
 from dcae_tf.runtime import warmup_file
 from dcae_tf.runtime.contract import (
-    BITSTREAM, ESTIMATED_BITS, IMAGE, JSON, METADATA, RECONSTRUCT,
-    check_image, check_signature_defs)
+    BITSTREAM, BITSTREAM_BYTES, ESTIMATED_BITS, IMAGE, JSON, METADATA,
+    RECONSTRUCT, check_image, check_signature_defs)
 from dcae_tf.runtime.layout import ExportError
 
 
@@ -99,7 +99,7 @@ class ExportedCodec:
 
   def compress_tensor(self, image):
     """uint8 tensor [H, W, 3] -> string scalar tensor (no validation)."""
-    return self._compress(**{IMAGE: image})[BITSTREAM]
+    return self._compress(**{IMAGE: image})[BITSTREAM_BYTES]
 
   def decompress_tensor(self, bitstream):
     """string scalar tensor -> uint8 tensor [H, W, 3] (no validation)."""

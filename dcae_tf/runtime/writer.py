@@ -22,8 +22,8 @@ import tensorflow as tf
 from dcae_tf.runtime import layout
 from dcae_tf.runtime import warmup_file
 from dcae_tf.runtime.contract import (
-    BITSTREAM, COMPRESS, DECOMPRESS, ESTIMATED_BITS, IMAGE, IMAGE_CHANNELS,
-    JSON, METADATA, RECONSTRUCT)
+    BITSTREAM, BITSTREAM_BYTES, COMPRESS, DECOMPRESS, ESTIMATED_BITS, IMAGE,
+    IMAGE_CHANNELS, JSON, METADATA, RECONSTRUCT)
 from dcae_tf.runtime.layout import ExportError
 
 # The export module's attribute holding `codec.variables`, in order (its
@@ -48,7 +48,8 @@ class _ServingModule(tf.Module):
     @tf.function(input_signature=[
         tf.TensorSpec([None, None, IMAGE_CHANNELS], tf.uint8, name=IMAGE)])
     def compress(image):
-      return {BITSTREAM: codec.compress(image)}
+      # "_bytes": TF Serving's REST API base64-encodes it (`contract`).
+      return {BITSTREAM_BYTES: codec.compress(image)}
 
     @tf.function(input_signature=[
         tf.TensorSpec([], tf.string, name=BITSTREAM)])
