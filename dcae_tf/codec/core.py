@@ -38,8 +38,10 @@ from dcae_tf.codec import container
 from dcae_tf.codec import container_ops
 from dcae_tf.codec import digest
 from dcae_tf.codec import errors
+from dcae_tf.codec import exact_tables
 from dcae_tf.codec import heap
 from dcae_tf.codec import metadata as metadata_lib
+from dcae_tf.codec import slice_coding
 from dcae_tf.codec import transform_dtype as transform_dtype_lib
 from dcae_tf.codec import warmup
 from dcae_tf.codec import weights
@@ -87,6 +89,10 @@ def weights_fingerprint(model, numerics=EXACT):
 
 def z_entropy_model(hyperprior, precision):
   """TFC's batched entropy model for z with its tables built in graph mode.
+
+  Not the codec's tables (`codec.exact_tables` builds those, the same on
+  every machine): TFC's own, for comparisons with TFC's range coder
+  (tests/test_rans.py, bench/entropy_coders.py).
 
   Building the tables of a `NoisyDeepFactorized` prior eagerly runs TFC's
   tail-estimation loop op by op (about 15 s); traced once it takes about
@@ -150,14 +156,12 @@ class DCAECodec(tf.Module):
     self.transform_dtype = transform_dtype
     self._transforms = transform_dtype_lib.transform_views(model,
                                                            transform_dtype)
-    self.z_model = z_entropy_model(model.hyperprior, range_coder_precision)
-    self.y_model = tfc.LocationScaleIndexedEntropyModel(
-        tfc.NoisyNormal, c.scale_levels, entropy.scale_table_fn(c),
-        coding_rank=3, compression=True,
-        range_coder_precision=range_coder_precision)
-    # The rANS coder's view of the same tables (constants of the graphs).
-    self.z_tables = rans.batched_tables(self.z_model)
-    self.y_tables = rans.indexed_tables(self.y_model)
+    # The coding tables: the same integers on every machine (computed in
+    # exact arithmetic, `codec.exact_tables`), constants of the graphs.
+    self.z_tables = exact_tables.factorized_tables(model.hyperprior,
+                                                   range_coder_precision)
+    self.y_tables = exact_tables.gaussian_tables(
+        entropy.exact_scale_table(c), range_coder_precision)
     self._shared_functions = self._no_dependency({})
 
   # -- shared pieces -------------------------------------------------------
@@ -165,14 +169,15 @@ class DCAECodec(tf.Module):
   def _share_exact(self, name, fn):
     """`_share` of a piece of the entropy-parameter path, traced in the
     exact scope (`layers.exact`): its tensors are float64 and its results
-    the same bits on every machine. With "float" numerics the layers cast
-    its float64 inputs to float32 and compute as in training; its outputs
-    are cast back, so the coding around it is the same."""
+    the same bits on every machine. With "float" numerics it computes
+    float32, as in training, from float32 casts of its inputs; its outputs
+    are cast to float64, so the coding around it is the same."""
     if self.numerics == EXACT:
       return self._share(name, exact.traced_exactly(fn))
-    def as_float64(*args):
+    def in_float32(*args):
+      args = [tf.cast(a, tf.float32) for a in args]
       return tf.nest.map_structure(exact.to_exact, fn(*args))
-    return self._share(name, as_float64)
+    return self._share(name, in_float32)
 
   def _share(self, name, fn):
     """`fn` (tensors in, tensors out) as one `tf.function` for every
@@ -211,47 +216,34 @@ class DCAECodec(tf.Module):
       return tf.identity(image)
 
   def _quantise(self, image, with_bits=False):
-    """The encoder's latent pass of a uint8 (H, W, 3) image.
-
-    Returns (groups, y_hat, height, width, bits): the (values,
-    table_index) symbol groups to code (z, then the slices), the quantised
-    latents, the image size and, with `with_bits`, the model's rate
-    estimate of exactly these symbols (y + z bits, float32 scalar; None
-    otherwise, so `compress`'s graph holds no likelihood).
-    """
+    """The encoder's latent pass of a uint8 (H, W, 3) image: an
+    `EncoderPass` (its `bits` only `with_bits`, so that `compress`'s graph
+    holds no likelihood)."""
     image = self._check_image(image)
     shape = tf.shape(image)
     x = tf.cast(image, tf.float32)[None] / PIXEL_MAX
     y, z = self._analysis(x)
-    groups = [rans.batched_symbols(self.z_model, z)]
-    z_hat = self.z_model.quantize(z)
+    z_values = tf.cast(tf.round(z - self._z_offset()), tf.int32)
+    z_hat = self._z_dequantize(z_values)
     latent_scales, latent_means = self._hyper_synthesis(z_hat)
-    y_slices = tf.split(exact.to_exact(y), self.config.num_slices, axis=-1)
-    y_likelihoods = []
-
-    def quantize(i, mu, scale):
-      values = tf.cast(tf.round(y_slices[i] - mu), tf.int32)
-      groups.append((tf.reshape(values, [-1]), self._table_index(scale)))
-      y_q = tf.cast(values, exact.DTYPE) + mu
-      if with_bits:
-        y_likelihoods.append(entropy.y_likelihood(
-            self.config, *(tf.cast(t, tf.float32) for t in (y_q, mu, scale))))
-      return y_q
-
-    y_hat = self.model.slices.run(latent_scales, latent_means, quantize,
+    coder = slice_coding.SliceEncoder(self.config, y, with_bits)
+    y_hat = self.model.slices.run(latent_scales, latent_means, coder,
                                   share=self._share_exact)
     bits = None
     if with_bits:
       # As the model's evaluation-mode forward pass (`DCAE.call`), of the
       # latents this codec codes (with its transform dtype's g_a).
-      bits = (entropy.bits_of(tf.concat(y_likelihoods, axis=-1)) +
+      bits = (coder.bits() +
               entropy.bits_of(self.model.hyperprior.likelihood(z_hat)))[0]
-    return groups, y_hat, shape[0], shape[1], bits
+    z_group = (tf.reshape(z_values, [-1]), self._z_index(tf.shape(z)))
+    return slice_coding.EncoderPass([z_group] + coder.groups, y_hat,
+                                    shape[0], shape[1], bits)
 
   def _encode(self, image):
-    """Returns (bitstream, y_hat, height, width) of a uint8 (H, W, 3) image."""
-    groups, y_hat, height, width, _ = self._quantise(image)
-    return self._bitstream(groups, height, width), y_hat, height, width
+    """(bitstream, the `EncoderPass`) of a uint8 (H, W, 3) image."""
+    encoded = self._quantise(image)
+    return self._bitstream(encoded.groups, encoded.height,
+                           encoded.width), encoded
 
   def _bitstream(self, groups, height, width):
     """The container of coded symbol `groups` (z, then the slices)."""
@@ -263,42 +255,42 @@ class DCAECodec(tf.Module):
     return container_ops.pack(payload, height, width, self.fingerprint)
 
   def _decode_latents(self, data):
-    """Returns (y_hat, height, width) of a bitstream, after its checks."""
+    """The `DecoderPass` of a bitstream, after its checks."""
     height, width, payload = container_ops.unpack(
         data, self.fingerprint, self.max_pixels, self.model_name)
     stream, stored_digest = digest.split_payload(payload)
     _, (zh, zw) = self.config.latent_shapes(height, width)
-    z_shape = tf.concat([tf.stack([1, zh, zw]),
-                         self.z_model.prior_shape_tensor], 0)
-    state = rans.start(stream)
+    z_shape = tf.stack([1, zh, zw, self.config.z_channels])
     z_values, state = rans.decode_group(
-        state, rans.batched_index(self.z_model, z_shape), self.z_tables)
-    z_hat = rans.batched_dequantize(self.z_model, z_values, z_shape)
+        rans.start(stream), self._z_index(z_shape), self.z_tables)
+    z_hat = self._z_dequantize(tf.reshape(z_values, z_shape))
     latent_scales, latent_means = self._hyper_synthesis(z_hat)
-    symbols, states = [z_values], [state]
-
     # One graph of the y groups' decoder for the five slices.
-    decode_y_group = self._share("decode_y_group", functools.partial(
-        rans.decode_group, tables=self.y_tables))
-
-    def dequantize(i, mu, scale):
-      del i  # The stream's next group is slice i.
-      values, next_state = decode_y_group(states[-1], self._table_index(scale))
-      symbols.append(values)
-      states.append(next_state)
-      values = tf.cast(tf.reshape(values, tf.shape(mu)), exact.DTYPE)
-      return tf.ensure_shape(values + mu, mu.shape)
-
-    y_hat = self.model.slices.run(latent_scales, latent_means, dequantize,
+    coder = slice_coding.SliceDecoder(
+        self.config, state, self._share("decode_y_group", functools.partial(
+            rans.decode_group, tables=self.y_tables)))
+    y_hat = self.model.slices.run(latent_scales, latent_means, coder,
                                   share=self._share_exact)
     checks = [
-        rans.finish(states[-1]),
+        rans.finish(coder.state),
         tf.debugging.Assert(
-            tf.equal(digest.symbols_digest(symbols), stored_digest),
+            tf.equal(digest.symbols_digest([z_values] + coder.symbols),
+                     stored_digest),
             [errors.LATENTS_MISMATCH], summarize=1),
     ]
     with tf.control_dependencies(checks):
-      return tf.identity(y_hat), height, width
+      return slice_coding.DecoderPass(tf.identity(y_hat), height, width)
+
+  def _z_offset(self):
+    return tf.convert_to_tensor(self.model.hyperprior.offset, tf.float32)
+
+  def _z_index(self, shape):
+    """Table (channel) of each z symbol, row-major."""
+    return tf.range(tf.reduce_prod(shape)) % self.config.z_channels
+
+  def _z_dequantize(self, values):
+    """z_hat of z's symbols: around the prior's quantisation offsets."""
+    return tf.cast(values, tf.float32) + self._z_offset()
 
   def _hyper_synthesis(self, z_hat):
     """(latent_scales, latent_means) of z_hat, exactly (float64)."""
@@ -306,10 +298,6 @@ class DCAECodec(tf.Module):
       z_hat = exact.to_exact(z_hat)
       return self.model.h_s_scales(z_hat), self.model.h_s_means(z_hat)
     return self._share_exact("h_s", h_s)(z_hat)
-
-  def _table_index(self, scale):
-    """The flat coding-table index of each exactly computed scale."""
-    return tf.reshape(entropy.exact_scale_index(self.config, scale), [-1])
 
   def _analysis(self, x):
     """(y, z) of x, float32; g_a in the codec's transform dtype."""
@@ -365,8 +353,8 @@ class DCAECodec(tf.Module):
       tf.TensorSpec([], tf.string, name="bitstream")])
   def decompress(self, data):
     """bitstream (string scalar) -> uint8 (H, W, 3)."""
-    y_hat, height, width = self._decode_latents(data)
-    return self._to_image(y_hat, height, width)
+    decoded = self._decode_latents(data)
+    return self._to_image(decoded.y_hat, decoded.height, decoded.width)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
@@ -375,8 +363,9 @@ class DCAECodec(tf.Module):
 
     What the decoder must reproduce exactly; for tests and evaluation.
     """
-    data, y_hat, height, width = self._encode(image)
-    return data, y_hat, self._to_image(y_hat, height, width)
+    data, encoded = self._encode(image)
+    return data, encoded.y_hat, self._to_image(
+        encoded.y_hat, encoded.height, encoded.width)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
@@ -387,8 +376,9 @@ class DCAECodec(tf.Module):
     decoder, from a single g_a, slice loop and g_s (the reconstruction is
     the decoder's image exactly; the estimate is `estimated_bits`).
     """
-    _, y_hat, height, width, bits = self._quantise(image, with_bits=True)
-    return self._to_image(y_hat, height, width), bits
+    encoded = self._quantise(image, with_bits=True)
+    return self._to_image(encoded.y_hat, encoded.height,
+                          encoded.width), encoded.bits
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
@@ -399,19 +389,21 @@ class DCAECodec(tf.Module):
     symbols under the model's priors (evaluation mode, as in the official
     forward pass). The container's header comes on top.
     """
-    return self._quantise(image, with_bits=True)[4]
+    return self._quantise(image, with_bits=True).bits
 
   @tf.function(input_signature=[
       tf.TensorSpec([], tf.string, name="bitstream")])
   def decompress_with_latents(self, data):
     """(decoder-side y_hat, uint8 image): to compare with the encoder's."""
-    y_hat, height, width = self._decode_latents(data)
-    return y_hat, self._to_image(y_hat, height, width)
+    decoded = self._decode_latents(data)
+    return decoded.y_hat, self._to_image(decoded.y_hat, decoded.height,
+                                         decoded.width)
 
 
 def codec_from_model(model, meta, name=None, max_pixels=DEFAULT_MAX_PIXELS,
                      lmbda=None, metric=None, weight_dtype=weights.FLOAT32,
-                     transform_dtype=metadata_lib.DEFAULT_TRANSFORM_DTYPE):
+                     transform_dtype=metadata_lib.DEFAULT_TRANSFORM_DTYPE,
+                     numerics=EXACT):
   """Builds a codec (with its coding tables) from a float32 model and the
   meta of its model directory (model.json) or export.
 
@@ -426,13 +418,14 @@ def codec_from_model(model, meta, name=None, max_pixels=DEFAULT_MAX_PIXELS,
       lmbda=meta.get("lmbda") if lmbda is None else lmbda,
       metric=meta.get("metric") if metric is None else metric,
       extra_metadata={k: meta[k] for k in TRAINING_METADATA if k in meta},
-      transform_dtype=transform_dtype)
+      transform_dtype=transform_dtype, numerics=numerics)
 
 
 def codec_from_checkpoint(directory, name=None, max_pixels=DEFAULT_MAX_PIXELS,
                           lmbda=None, metric=None,
                           weight_dtype=weights.FLOAT32,
-                          transform_dtype=metadata_lib.DEFAULT_TRANSFORM_DTYPE):
+                          transform_dtype=metadata_lib.DEFAULT_TRANSFORM_DTYPE,
+                          numerics=EXACT):
   """Builds a codec from a model directory (see `codec_from_model`).
 
   The z quantisation offsets are used as stored: training refreshes them
@@ -444,4 +437,4 @@ def codec_from_checkpoint(directory, name=None, max_pixels=DEFAULT_MAX_PIXELS,
   return codec_from_model(model, meta, name=name, max_pixels=max_pixels,
                           lmbda=lmbda, metric=metric,
                           weight_dtype=weight_dtype,
-                          transform_dtype=transform_dtype)
+                          transform_dtype=transform_dtype, numerics=numerics)

@@ -32,6 +32,7 @@ layer computes as before, bit for bit.
 import contextlib
 import math
 import threading
+import weakref
 
 import tensorflow as tf
 
@@ -51,11 +52,18 @@ _EXP_RANGE = 700.
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 _LOG2_E = 1.4426950408889634
-# 1 / n! for exp's Taylor polynomial on |r| <= ln(2) / 2 (error < 2**-60).
-_EXP_TERMS = tuple(1. / math.factorial(n) for n in range(14))
+# 1 / n! for exp's Taylor polynomial on |r| <= ln(2) / 2: relative error
+# below 1e-11, far below float32's (the precision of the float model), in
+# 9 steps.
+_EXP_TERMS = tuple(1. / math.factorial(n) for n in range(10))
 # Numerical Recipes' erfc (Chebyshev fit, relative error < 1.2e-7).
 _ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
          0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+# The GELU table: [-GELU_RANGE, GELU_RANGE] in GELU_POINTS cells of
+# GELU_STEP (|GELU(x)| < 1e-14 below it, GELU(x) = x above, in float64).
+GELU_RANGE = 8.
+GELU_STEP = 2. ** -5
+GELU_POINTS = int(2 * GELU_RANGE / GELU_STEP)
 # tanh(x) is 1 in float64 beyond this.
 _TANH_RANGE = 20.
 
@@ -106,8 +114,8 @@ def pow2(k):
 
 def exponent(x):
   """floor(log2(x)) of positive normal float64 x, read from its bits."""
-  bits = tf.bitcast(to_exact(x), tf.int64)
-  return tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 52), 0x7ff) - 1023
+  # The sign bit of a positive float is 0: the shift leaves the exponent.
+  return tf.bitwise.right_shift(tf.bitcast(to_exact(x), tf.int64), 52) - 1023
 
 
 def quantize(x, bits, axis=None):
@@ -122,8 +130,8 @@ def quantize(x, bits, axis=None):
   largest = tf.reduce_max(tf.abs(x), axis=axis, keepdims=axis is not None)
   e = exponent(tf.maximum(largest, _SMALLEST_MAX))
   # largest < 2**(e + 1), so largest / step < 2**(bits - 1).
-  step = pow2(e + 2 - bits)
-  return tf.round(x * pow2(bits - 2 - e)), step
+  inverse = pow2(bits - 2 - e)
+  return tf.round(x * inverse), 1. / inverse
 
 
 def operand_bits(terms):
@@ -167,11 +175,34 @@ def _linear_op(op, x, kernel, out_axis, terms):
   return op(xq, wq) * (xstep * wstep)
 
 
+def _shifted_products(x, kernel):
+  """A stride-1 "SAME" convolution as one matrix product per kernel tap,
+  added in a fixed order: TF's float64 convolution runs at half the speed
+  of these products on CPUs (measured 2026-12-07, 3x3, 380 -> 32 channels
+  at 32x48: 36 vs 15 ms). Integer sums either way, so the same result."""
+  kh, kw, cin, cout = kernel.shape
+  shape = tf.shape(x)
+  padded = tf.pad(x, [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]])
+  out = None
+  for dy in range(kh):
+    for dx in range(kw):
+      tap = tf.reshape(padded[:, dy:dy + shape[1], dx:dx + shape[2], :],
+                       (-1, cin))
+      part = tf.matmul(tap, kernel[dy, dx])
+      out = part if out is None else out + part
+  return tf.reshape(out, tf.concat([shape[:3], [cout]], 0))
+
+
 def conv2d(x, kernel, strides, padding):
   """tf.nn.conv2d with an HWIO kernel, exactly."""
   k = kernel.shape
-  return _linear_op(lambda a, w: tf.nn.conv2d(a, w, strides, padding),
-                    x, kernel, -1, k[0] * k[1] * k[2])
+
+  def op(a, w):
+    if strides == 1 and padding == "SAME":
+      return _shifted_products(a, w)
+    return tf.nn.conv2d(a, w, strides, padding)
+
+  return _linear_op(op, x, kernel, -1, k[0] * k[1] * k[2])
 
 
 def conv2d_transpose(x, kernel, output_shape, strides, padding):
@@ -304,10 +335,66 @@ def erfc(x):
   return tf.where(x >= 0., ans, 2. - ans)
 
 
-def gelu(x):
-  """x * Phi(x), the exact (erf) GELU."""
+def gelu_formula(x):
+  """x * Phi(x), the exact (erf) GELU, from `erfc`."""
   x = to_exact(x)
   return x * (.5 * erfc(x * -math.sqrt(.5)))
+
+
+def _gelu_table():
+  """(GELU_POINTS, 4) rows [g(x_i), h g'(x_i), g(x_i+1), h g'(x_i+1)] on the
+  grid x_i = -GELU_RANGE + i h: computed once, with this module's exact
+  functions, so the same numbers everywhere."""
+  with tf.init_scope():
+    x = tf.range(GELU_POINTS + 1, dtype=DTYPE) * GELU_STEP - GELU_RANGE
+    phi = .5 * erfc(x * -math.sqrt(.5))
+    density = exp(x * x * -.5) * (1. / math.sqrt(2. * math.pi))
+    value, slope = x * phi, (phi + x * density) * GELU_STEP
+    return tf.stack([value[:-1], slope[:-1], value[1:], slope[1:]], -1)
+
+
+_tables = {}
+
+
+def _graph_constant(key, make):
+  """One constant per graph (or eagerly: per process) for `key`."""
+  graph = tf.compat.v1.get_default_graph()
+  per_graph = _tables.setdefault(key, weakref.WeakKeyDictionary())
+  if tf.executing_eagerly():
+    graph = _EAGER
+  if graph not in per_graph:
+    value = make()
+    with tf.control_dependencies(None):
+      per_graph[graph] = tf.constant(value) if tf.executing_eagerly() else (
+          tf.identity(tf.constant(value.numpy())))
+  return per_graph[graph]
+
+
+class _Eager:
+  """Stands for the eager context in `_graph_constant`'s cache."""
+
+
+_EAGER = _Eager()
+
+
+def gelu(x):
+  """The exact GELU: cubic Hermite interpolation of the tabulated
+  `gelu_formula` and its slope (error below 1e-8), in a quarter of the
+  formula's operations; 0 below the table, x above it."""
+  x = to_exact(x)
+  position = (tf.clip_by_value(x, -GELU_RANGE, GELU_RANGE) + GELU_RANGE) * (
+      1. / GELU_STEP)
+  cell = tf.minimum(tf.floor(position), GELU_POINTS - 1.)
+  t = position - cell
+  rows = tf.gather(_graph_constant("gelu", _gelu_table),
+                   tf.cast(cell, tf.int32))
+  g0, d0, g1, d1 = tf.unstack(rows, axis=-1)
+  s = 1. - t
+  # Hermite basis: (1 + 2t) s^2, t s^2, t^2 (3 - 2t), -t^2 s.
+  inside = (s * s * ((1. + 2. * t) * g0 + t * d0) +
+            t * t * ((3. - 2. * t) * g1 - s * d1))
+  return tf.where(x > GELU_RANGE, x,
+                  tf.where(x < -GELU_RANGE, tf.zeros_like(x), inside))
 
 
 def sigmoid(x):
