@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_compression as tfc
 
 from dcae_tf import codec as codec_lib
 from dcae_tf import config as config_lib
@@ -35,6 +36,17 @@ def load_codec(model_dir):
   return codec_lib.DCAECodec(codec.model, name=meta["name"])
 
 
+def tfc_models(codec, precision=codec_lib.RANGE_CODER_PRECISION):
+  """TFC's entropy models of the codec's priors, with TFC's own (float)
+  tables: what both coders are compared on (the codec itself codes with
+  its exact tables)."""
+  c = codec.config
+  y_model = tfc.LocationScaleIndexedEntropyModel(
+      tfc.NoisyNormal, c.scale_levels, entropy.scale_table_fn(c),
+      coding_rank=3, compression=True, range_coder_precision=precision)
+  return codec_lib.z_entropy_model(codec.model.hyperprior, precision), y_model
+
+
 def latents_function(codec):
   """image -> (z, [y_i], [mu_i], [scale index_i]) as the codec computes them."""
   c = codec.config
@@ -43,7 +55,8 @@ def latents_function(codec):
   def latents(image):
     x = tf.cast(image, tf.float32)[None] / codec_lib.PIXEL_MAX
     y, z = codec.model.analysis(x)
-    z_hat = codec.z_model.quantize(z)
+    offset = codec.model.hyperprior.offset
+    z_hat = tf.round(z - offset) + offset
     scales, means = codec.model.hyper_synthesis(z_hat)
     y_slices = tf.split(y, c.num_slices, axis=-1)
     ys, mus, idxs = [], [], []
@@ -68,7 +81,7 @@ class Coders:
   """
 
   def __init__(self, codec, num_slices, lanes=None, z_groups=1):
-    zm, ym = codec.z_model, codec.y_model
+    zm, ym = tfc_models(codec)
     z_tables, y_tables = rans.batched_tables(zm), rans.indexed_tables(ym)
     self.z_tables, self.y_tables = z_tables, y_tables
     zc = int(zm.prior_shape[0])

@@ -121,7 +121,7 @@ def network_functions(codec):
   encode_latents = latents_function(codec)
 
   @tf.function(input_signature=[
-      tf.TensorSpec([1, None, None, int(codec.z_model.prior_shape[0])],
+      tf.TensorSpec([1, None, None, codec.config.z_channels],
                     tf.float32),
       [tf.TensorSpec([1, None, None, c.slice_channels], tf.float32)]
       * c.num_slices, tf.TensorSpec([2], tf.int32)])

@@ -3,6 +3,7 @@
   python bench/latency.py [--preset paper] [--height 512 --width 768]
       [--modes function,eager,xla] [--weight_dtypes float32,float16]
       [--codecs model,export] [--transform_dtypes float32,bfloat16]
+      [--numerics exact,float]
       [--repeats 2] [--output latency.json]
 
 Builds a DCAE with random weights (the timing does not depend on the values)
@@ -29,7 +30,9 @@ store their weights (`dcae_tf.codec.weights`). `--transform_dtypes` adds codec
 processes whose g_a and g_s compute in bfloat16 (`DCAECodec(transform_dtype=)`,
 `bin/export.py --transform_dtype`; everything else stays float32), for
 every weight storage dtype; its speed-up depends on the CPU's AVX512_BF16 /
-AMX support.
+AMX support. `--numerics exact,float` adds codec processes whose entropy
+parameters compute in float32 as before format 3 (`DCAECodec(numerics=)`),
+and prints the exact path's time as a ratio of theirs, per process kind.
 
 The parts (`parts` processes, one per mode and direction), timed
 separately:
@@ -92,6 +95,8 @@ DIRECTIONS = ("encode", "decode")
 WEIGHT_DTYPES = ("float32", "float16")
 # dcae_tf.codec.metadata.TRANSFORM_DTYPES (the driver does not import dcae_tf).
 TRANSFORM_DTYPES = ("float32", "bfloat16")
+# How codec processes compute the entropy parameters (DCAECodec numerics).
+NUMERICS = ("exact", "float")
 CODEC_SOURCES = ("model", "export")
 # Targets of issue 6 on this class of CPU.
 TARGET_ROOFLINE_RATIO = 1.25
@@ -127,7 +132,7 @@ def codec_report(codec_results, flops_by_part):
         f"{TARGET_ROOFLINE_RATIO}x the roofline time, peak RSS <= "
         f"{TARGET_PEAK_RSS_MIB:.0f} MiB)")
   print(f"{'source':<7} {'dir':<7} {'weights':<8} {'g_a/g_s':<8} "
-        f"{'load s':>6} "
+        f"{'entropy':<8} {'load s':>6} "
         f"{'first s':>7} {'seconds':>8} {'GFLOP':>7} {'x roofline time':>15} "
         f"{'peak RSS MiB':>12}  targets")
   for r in codec_results:
@@ -140,6 +145,7 @@ def codec_report(codec_results, flops_by_part):
     row = dict(source=r["source"], direction=r["direction"],
                weight_dtype=r["weight_dtype"],
                transform_dtype=r["transform_dtype"],
+               numerics=r.get("numerics", "exact"),
                load_seconds=r.get("load_seconds"),
                first_call_seconds=r["first_call_seconds"],
                seconds=r["seconds"], gflop=flops / 1e9 if flops else None,
@@ -150,12 +156,28 @@ def codec_report(codec_results, flops_by_part):
     ratio_text = f"{ratio:.2f}x" if ratio else "-"
     load = f"{r['load_seconds']:6.1f}" if "load_seconds" in r else "-"
     print(f"{r['source']:<7} {r['direction']:<7} {r['weight_dtype']:<8} "
-          f"{r['transform_dtype']:<8} {load:>6} "
+          f"{r['transform_dtype']:<8} {r.get('numerics', 'exact'):<8} "
+          f"{load:>6} "
           f"{r['first_call_seconds']:7.1f} {r['seconds']:8.3f} "
           f"{flops / 1e9:7.1f} {ratio_text:>15} {r['peak_rss_mib']:12.0f}  "
           f"time {'met' if met[0] else 'NOT met'}, "
           f"memory {'met' if met[1] else 'NOT met'}")
   return rows
+
+
+def numerics_ratios(rows):
+  """Prints the exact path's seconds over the float path's, per process
+  kind measured with both."""
+  by_key = {}
+  for r in rows:
+    key = (r["source"], r["direction"], r["weight_dtype"],
+           r["transform_dtype"])
+    by_key.setdefault(key, {})[r["numerics"]] = r["seconds"]
+  for key, seconds in sorted(by_key.items()):
+    if {"exact", "float"} <= set(seconds):
+      print(f"{'/'.join(key)}: exact entropy parameters take "
+            f"{seconds['exact'] / seconds['float']:.2f}x the float path's "
+            f"time ({seconds['exact']:.3f} vs {seconds['float']:.3f} s)")
 
 
 def report(results, flops_by_part):
@@ -284,6 +306,9 @@ def main():
                       help="what g_a / g_s of the codec processes compute "
                       "in: comma-separated subset of "
                       + ",".join(TRANSFORM_DTYPES))
+  parser.add_argument("--numerics", default="exact",
+                      help="how the codec processes compute the entropy "
+                      "parameters: comma-separated subset of exact,float")
   parser.add_argument("--output", help="also write the results as JSON")
   parser.add_argument("--worker", choices=("parts", "codec", "export"),
                       help=argparse.SUPPRESS)
@@ -295,6 +320,8 @@ def main():
                       choices=WEIGHT_DTYPES, help=argparse.SUPPRESS)
   parser.add_argument("--transform_dtype", default=TRANSFORM_DTYPES[0],
                       choices=TRANSFORM_DTYPES, help=argparse.SUPPRESS)
+  parser.add_argument("--entropy_numerics", default="exact",
+                      choices=NUMERICS, help=argparse.SUPPRESS)
   parser.add_argument("--bitstream", help=argparse.SUPPRESS)
   parser.add_argument("--export", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -312,14 +339,16 @@ def main():
   dtypes = [d for d in args.weight_dtypes.split(",") if d]
   sources = [c for c in args.codecs.split(",") if c]
   computes = [d for d in args.transform_dtypes.split(",") if d]
-  bad = (sorted(set(modes) - set(MODES)) +
+  numerics = [n for n in args.numerics.split(",") if n]
+  bad = (sorted(set(numerics) - set(NUMERICS)) +
+         sorted(set(modes) - set(MODES)) +
          sorted(set(directions) - set(DIRECTIONS)) +
          sorted(set(dtypes) - set(WEIGHT_DTYPES)) +
          sorted(set(sources) - set(CODEC_SOURCES)) +
          sorted(set(computes) - set(TRANSFORM_DTYPES)))
   if bad:
-    print("error: unknown mode/direction/weight dtype/codec source/"
-          f"transform dtype {bad}",
+    print("error: unknown numerics/mode/direction/weight dtype/codec "
+          f"source/transform dtype {bad}",
           file=sys.stderr)
     return 1
   # FLOPs are counted in function mode: make sure it runs.
@@ -333,16 +362,20 @@ def main():
         results.append(r)
   codec_results = []
   with tempfile.TemporaryDirectory() as tmp:
-    # One label per weight storage x transform dtype (the files' names).
-    labels = {(d, t): d if t == TRANSFORM_DTYPES[0] else f"{d}/{t}"
-              for d, t in itertools.product(dtypes, computes)}
+    # One label per weight storage x transform dtype x numerics (the
+    # files' names).
+    labels = {(d, t, n): "/".join(
+        [d] + [t] * (t != TRANSFORM_DTYPES[0]) + [n] * (n != NUMERICS[0]))
+              for d, t, n in itertools.product(dtypes, computes, numerics)}
 
     def path(label, what):
       return os.path.join(tmp, f"{label.replace('/', '_')}_{what}")
 
-    for (dtype, compute), source in itertools.product(labels, sources):
-      label = labels[dtype, compute]
-      extra = ["--weight_dtype", dtype, "--transform_dtype", compute]
+    for (dtype, compute, entropy), source in itertools.product(labels,
+                                                               sources):
+      label = labels[dtype, compute, entropy]
+      extra = ["--weight_dtype", dtype, "--transform_dtype", compute,
+               "--entropy_numerics", entropy]
       if source == "export":
         extra += ["--export", path(label, "export")]
         if run_worker(args, "export", "encode", *extra) is None:
@@ -363,7 +396,9 @@ def main():
   flops = {n: p["flops"] for r in results for n, p in r["parts"].items()
            if "flops" in p}
   rows = report(results, flops)
-  rows += codec_report(codec_results, flops)
+  codec_rows = codec_report(codec_results, flops)
+  numerics_ratios(codec_rows)
+  rows += codec_rows
   for dtype, equal in same.items():
     if equal is not None:
       print(f"{dtype}: the export's bitstream equals the in-process "

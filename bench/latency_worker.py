@@ -332,7 +332,8 @@ def _seeded_codec(args):
   model = weights.new_model(get_config(args.preset), args.weight_dtype)
   return DCAECodec(model, name="latency",
                    max_pixels=args.height * args.width,
-                   transform_dtype=args.transform_dtype)
+                   transform_dtype=args.transform_dtype,
+                   numerics=args.entropy_numerics)
 
 
 def export_worker(args):
@@ -342,6 +343,7 @@ def export_worker(args):
   version_dir = export.save_versioned(_seeded_codec(args), args.export)
   print(json.dumps({"kind": "export", "weight_dtype": args.weight_dtype,
                     "transform_dtype": args.transform_dtype,
+                    "numerics": args.entropy_numerics,
                     "version_dir": version_dir,
                     "seconds": time.perf_counter() - begin}))
 
@@ -359,6 +361,7 @@ def codec_worker(args):
   result = {"kind": "codec", "source": "export" if args.export else "model",
             "direction": args.direction, "weight_dtype": args.weight_dtype,
             "transform_dtype": args.transform_dtype,
+            "numerics": args.entropy_numerics,
             "preset": args.preset, "height": args.height, "width": args.width,
             "repeats": args.repeats}
   if args.export:

@@ -158,6 +158,37 @@ def test_decoder_with_other_scales_is_refused_not_wrong():
       errors.LATENTS_MISMATCH)
 
 
+def test_decoder_with_shifted_table_indexes_is_refused(codec, monkeypatch):
+  """A decoder that picks other coding tables (each slice's indexes moved
+  by a shift, clipped to the table range, as a desynchronised decoder
+  would) decodes other symbols from the same stream: every one of these
+  ends in the one-line refusal, none in a TensorFlow message (a gather
+  past a table, a slice past the stream)."""
+  from dcae_tf.codec import slice_coding  # pylint: disable=import-outside-toplevel
+  shift = tf.Variable(0, dtype=tf.int32)
+  table_index = slice_coding.table_index
+
+  def shifted(config, scale):
+    return tf.clip_by_value(table_index(config, scale) + shift, 0,
+                            config.scale_levels - 1)
+
+  monkeypatch.setattr(slice_coding, "table_index", shifted)
+  decoder = DCAECodec(codec.model, name="test-tiny")
+  images = [smooth_image(48, 64, seed=3), smooth_image(97, 31, seed=4)]
+  for image in images:
+    data = codec.compress(image).numpy()
+    np.testing.assert_array_equal(decoder.decompress(data),
+                                  codec.decompress(data))
+    for value in (-1, 1, 2, 7, 63):
+      shift.assign(value)
+      with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        decoder.decompress(data)
+      message = errors.error_message(info.value)
+      assert message.startswith(errors.LATENTS_MISMATCH), (value, message)
+      assert "\n" not in message
+    shift.assign(0)
+
+
 def test_payload_damage_behind_a_valid_checksum_is_refused(codec):
   """The checksum is no MAC: a forged payload passes it. Flipping a bit
   of the digest or of the rANS stream, then re-sealing, is still refused."""

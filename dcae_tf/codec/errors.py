@@ -11,10 +11,10 @@ import re
 # A codec's decoder got other symbols back than its encoder coded (see
 # `digest.symbols_digest`).
 LATENTS_MISMATCH = (
-    "DCAE bitstream decoded to other latents than its encoder coded: this "
-    "decoder computes different scales (another TensorFlow build or CPU "
-    "whose arithmetic differs from the encoder's), or the payload was "
-    "damaged behind a valid checksum")
+    "DCAE bitstream decoded to other latents than its encoder coded: the "
+    "payload was damaged behind a valid checksum, or the decoder's "
+    "entropy parameters are not the encoder's (a model changed under the "
+    "same fingerprint)")
 # The rANS decoder's own checks (`dcae_tf.rans`) start with this.
 _RANS_PREFIX = "rans: "
 

@@ -34,6 +34,7 @@ import math
 import threading
 import weakref
 
+import numpy as np
 import tensorflow as tf
 
 DTYPE = tf.float64
@@ -59,6 +60,10 @@ _EXP_TERMS = tuple(1. / math.factorial(n) for n in range(10))
 # Numerical Recipes' erfc (Chebyshev fit, relative error < 1.2e-7).
 _ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
          0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+# Stride-1 convolutions with at least this many input channels run as
+# per-tap matrix products (`_shifted_products`): faster there, but nine
+# products' ops in the graph instead of one convolution.
+SHIFTED_PRODUCTS_MIN_CHANNELS = 128
 # The GELU table: [-GELU_RANGE, GELU_RANGE] in GELU_POINTS cells of
 # GELU_STEP (|GELU(x)| < 1e-14 below it, GELU(x) = x above, in float64).
 GELU_RANGE = 8.
@@ -103,6 +108,27 @@ def to_exact(x):
   return tf.cast(tf.convert_to_tensor(x), DTYPE)
 
 
+_functions = {}
+
+
+def _shared(name, body, key, x, static_last_axis=False):
+  """body(x) through one `tf.function` per (name, key): every graph calls
+  it instead of holding its own copy of the ops, so an export stores each
+  once (TF inlines the calls when it optimises a graph: the arithmetic is
+  the same). x's rank is kept, and with `static_last_axis` its last size."""
+  x = to_exact(x)
+  rank = x.shape.rank
+  shape = None if rank is None else [None] * rank
+  if static_last_axis:
+    shape[-1] = x.shape[-1]
+  spec = tf.TensorSpec(shape, DTYPE)
+  full_key = (name, key, None if shape is None else tuple(shape))
+  if full_key not in _functions:
+    _functions[full_key] = tf.function(body, input_signature=[spec],
+                                       autograph=False)
+  return _functions[full_key](x)
+
+
 # -- powers of two and quantisation ----------------------------------------
 
 def pow2(k):
@@ -119,6 +145,13 @@ def exponent(x):
 
 
 def quantize(x, bits, axis=None):
+  """(q, step): x ~ q * step with integers |q| <= 2**(bits - 1); see
+  `_quantize`."""
+  key = (bits, None if axis is None else tuple(np.atleast_1d(axis)))
+  return _shared("quantize", lambda t: _quantize(t, bits, axis), key, x)
+
+
+def _quantize(x, bits, axis):
   """(q, step): x ~ q * step with integers |q| <= 2**(bits - 1).
 
   The step is a power of two, one per tensor (axis None) or per slice
@@ -198,7 +231,8 @@ def conv2d(x, kernel, strides, padding):
   k = kernel.shape
 
   def op(a, w):
-    if strides == 1 and padding == "SAME":
+    if (strides == 1 and padding == "SAME" and
+        k[2] >= SHIFTED_PRODUCTS_MIN_CHANNELS):
       return _shifted_products(a, w)
     return tf.nn.conv2d(a, w, strides, padding)
 
@@ -271,6 +305,13 @@ def reduce_mean(x, axis):
 
 
 def normalize(x, epsilon):
+  """(x - mean) / sqrt(var + epsilon) over the last axis, exactly; see
+  `_normalize`."""
+  return _shared("normalize", lambda t: _normalize(t, epsilon), epsilon, x,
+                 static_last_axis=True)
+
+
+def _normalize(x, epsilon):
   """(x - mean) / sqrt(var + epsilon) over the last axis, exactly.
 
   Each position is quantised with its own step, so a quiet position keeps
@@ -303,6 +344,11 @@ def _horner(x, coefficients):
 
 
 def exp(x):
+  """e**x exactly (`_exp`)."""
+  return _shared("exp", _exp, None, x)
+
+
+def _exp(x):
   """e**x: x = k ln 2 + r, |r| <= ln(2) / 2, Taylor polynomial of r times
   the exact power 2**k."""
   x = tf.clip_by_value(to_exact(x), -_EXP_RANGE, _EXP_RANGE)
@@ -343,51 +389,56 @@ def gelu_formula(x):
 
 def _gelu_table():
   """(GELU_POINTS, 4) rows [g(x_i), h g'(x_i), g(x_i+1), h g'(x_i+1)] on the
-  grid x_i = -GELU_RANGE + i h: computed once, with this module's exact
-  functions, so the same numbers everywhere."""
-  with tf.init_scope():
+  grid x_i = -GELU_RANGE + i h, as numpy: computed once, eagerly, with this
+  module's exact functions, so the same numbers everywhere."""
+  def rows():
     x = tf.range(GELU_POINTS + 1, dtype=DTYPE) * GELU_STEP - GELU_RANGE
     phi = .5 * erfc(x * -math.sqrt(.5))
     density = exp(x * x * -.5) * (1. / math.sqrt(2. * math.pi))
     value, slope = x * phi, (phi + x * density) * GELU_STEP
     return tf.stack([value[:-1], slope[:-1], value[1:], slope[1:]], -1)
 
+  with tf.init_scope():
+    if tf.executing_eagerly():
+      return rows().numpy()
+  # First needed while a graph is being built outside any eager context
+  # (e.g. saving): the same ops, run once in a graph of their own.
+  with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+    return session.run(rows())
 
-_tables = {}
+
+_gelu_rows = []
+_per_graph = weakref.WeakKeyDictionary()
 
 
-def _graph_constant(key, make):
-  """One constant per graph (or eagerly: per process) for `key`."""
-  graph = tf.compat.v1.get_default_graph()
-  per_graph = _tables.setdefault(key, weakref.WeakKeyDictionary())
+def _gelu_constant():
+  """The GELU table as a constant, one per graph (a graph's functions
+  share it instead of holding a copy per GELU)."""
+  if not _gelu_rows:
+    _gelu_rows.append(_gelu_table())
   if tf.executing_eagerly():
-    graph = _EAGER
-  if graph not in per_graph:
-    value = make()
+    return tf.constant(_gelu_rows[0])
+  graph = tf.compat.v1.get_default_graph()
+  if graph not in _per_graph:
     with tf.control_dependencies(None):
-      per_graph[graph] = tf.constant(value) if tf.executing_eagerly() else (
-          tf.identity(tf.constant(value.numpy())))
-  return per_graph[graph]
-
-
-class _Eager:
-  """Stands for the eager context in `_graph_constant`'s cache."""
-
-
-_EAGER = _Eager()
+      _per_graph[graph] = tf.constant(_gelu_rows[0])
+  return _per_graph[graph]
 
 
 def gelu(x):
+  """The exact GELU (`_gelu`)."""
+  return _shared("gelu", _gelu, None, x)
+
+
+def _gelu(x):
   """The exact GELU: cubic Hermite interpolation of the tabulated
   `gelu_formula` and its slope (error below 1e-8), in a quarter of the
   formula's operations; 0 below the table, x above it."""
-  x = to_exact(x)
   position = (tf.clip_by_value(x, -GELU_RANGE, GELU_RANGE) + GELU_RANGE) * (
       1. / GELU_STEP)
   cell = tf.minimum(tf.floor(position), GELU_POINTS - 1.)
   t = position - cell
-  rows = tf.gather(_graph_constant("gelu", _gelu_table),
-                   tf.cast(cell, tf.int32))
+  rows = tf.gather(_gelu_constant(), tf.cast(cell, tf.int32))
   g0, d0, g1, d1 = tf.unstack(rows, axis=-1)
   s = 1. - t
   # Hermite basis: (1 + 2t) s^2, t s^2, t^2 (3 - 2t), -t^2 s.
