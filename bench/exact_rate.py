@@ -14,34 +14,29 @@ BD-rate (PSNR) of the zoo's exact curve against its float curve (every
 model's mean bpp and PSNR one point), against the targets: BD-rate at most
 TARGET_BD_RATE_PERCENT, no image more than TARGET_IMAGE_PERCENT larger.
 """
-import argparse
-import glob
 import json
 import os
 import sys
 
 import numpy as np
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(BENCH)
-for path in (REPO_ROOT, BENCH):
-  if path not in sys.path:
-    sys.path.insert(0, path)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [p for p in (os.path.dirname(BENCH), BENCH)
+                if p not in sys.path]
 
 # pylint: disable=wrong-import-position
 import tensorflow as tf  # noqa: E402
 
 import machine  # noqa: E402
+import zoo_inputs  # noqa: E402
 from dcae_tf.codec import core  # noqa: E402
 from dcae_tf.evaluation import bd  # noqa: E402
-from dcae_tf.evaluation import images as images_lib  # noqa: E402
 from dcae_tf.evaluation import metrics  # noqa: E402
 from dcae_tf.runtime import weights_source  # noqa: E402
 
 TARGET_BD_RATE_PERCENT = 0.5
 TARGET_IMAGE_PERCENT = 1.0
-MODELS_GLOB = os.path.join(REPO_ROOT, "saved_models", "dcae-*")
 
 
 def coded(codec, image):
@@ -70,21 +65,7 @@ def growth_percent(row):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--models", nargs="+",
-                      default=sorted(glob.glob(MODELS_GLOB)))
-  parser.add_argument("--images", default=os.path.join(REPO_ROOT, "data",
-                                                        "test"))
-  parser.add_argument("--output", help="also write the results as JSON")
-  args = parser.parse_args()
-  try:
-    paths = images_lib.list_images(args.images)
-    photos = [(images_lib.image_name(p, args.images),
-               images_lib.read_image(p)) for p in paths]
-  except ValueError as e:
-    sys.exit(f"error: {e}")
-  if not args.models:
-    sys.exit("error: no models (pass --models)")
+  args, photos = zoo_inputs.parse(__doc__.splitlines()[0])
   print(f"{machine.machine_info()['date']}, {machine.cpu_model()}; targets: "
         f"BD-rate <= {TARGET_BD_RATE_PERCENT} %, every image <= "
         f"{TARGET_IMAGE_PERCENT} % larger")

@@ -18,8 +18,6 @@ Accuracy, not speed: on a CPU without AVX512_BF16 or AMX TensorFlow
 emulates bfloat16, and the figures are the same (bench/latency.py
 --transform_dtype measures speed).
 """
-import argparse
-import glob
 import json
 import os
 import sys
@@ -37,15 +35,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 import machine  # noqa: E402
+import zoo_inputs  # noqa: E402
 from dcae_tf.codec import core  # noqa: E402
 from dcae_tf.codec import transform_dtype  # noqa: E402
-from dcae_tf.evaluation import images as images_lib  # noqa: E402
 from dcae_tf.evaluation import metrics  # noqa: E402
 from dcae_tf.runtime import weights_source  # noqa: E402
 
 TARGET_DB = 0.05
 TARGET_BPP_PERCENT = 0.5
-MODELS_GLOB = os.path.join(REPO_ROOT, "saved_models", "dcae-*")
 
 
 def codecs_of(path):
@@ -96,21 +93,7 @@ def summarise(rows):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--models", nargs="+",
-                      default=sorted(glob.glob(MODELS_GLOB)))
-  parser.add_argument("--images", default=os.path.join(REPO_ROOT, "data",
-                                                        "test"))
-  parser.add_argument("--output", help="also write the results as JSON")
-  args = parser.parse_args()
-  try:
-    paths = images_lib.list_images(args.images)
-    photos = [(images_lib.image_name(p, args.images),
-               images_lib.read_image(p)) for p in paths]
-  except ValueError as e:
-    sys.exit(f"error: {e}")
-  if not args.models:
-    sys.exit("error: no models (pass --models)")
+  args, photos = zoo_inputs.parse(__doc__.splitlines()[0])
   print(f"{machine.machine_info()['date']}, {machine.cpu_model()}; targets: "
         f"|dPSNR| <= {TARGET_DB} dB, |dbpp| <= {TARGET_BPP_PERCENT} %")
   results = {}

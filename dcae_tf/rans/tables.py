@@ -161,18 +161,25 @@ class Tables(CodingTables):
       raise ValueError(f"{cdf.shape[0]} tables but {cdf_offset.size} offsets")
     super().__init__(cdf.shape[0], cdf.shape[1], cdf_length, precision,
                      name=name)
+    # Variables of unknown shape, as TFC's: a checkpoint of tables of
+    # another width (another model's prior) restores into them; the graphs
+    # read them at the shape these tables were built with.
     with self.name_scope:
       self._cdf = tf.Variable(cdf.astype(np.int32), trainable=False,
-                              name="cdf")
+                              name="cdf", shape=tf.TensorShape(None))
       self._cdf_offset = tf.Variable(cdf_offset.astype(np.int32),
-                                     trainable=False, name="cdf_offset")
+                                     trainable=False, name="cdf_offset",
+                                     shape=tf.TensorShape(None))
       self._cdf_length = tf.Variable(
           np.asarray(cdf_length).reshape(-1).astype(np.int32),
-          trainable=False, name="cdf_length")
+          trainable=False, name="cdf_length", shape=tf.TensorShape(None))
 
   def _read(self):
-    return tuple(tf.cast(v, tf.int64) for v in (
-        self._cdf, self._cdf_offset, self._cdf_length))
+    shapes = ([self.num_tables, self.width], [self.num_tables],
+              [self.num_tables])
+    return tuple(tf.ensure_shape(tf.cast(v, tf.int64), shape)
+                 for v, shape in zip((self._cdf, self._cdf_offset,
+                                      self._cdf_length), shapes))
 
 
 class TfcTables(CodingTables):
