@@ -1,4 +1,4 @@
-"""Tests of the DCAE container, format 2 (dcae_tf/codec/container*.py).
+"""Tests of the DCAE container, format 3 (dcae_tf/codec/container*.py).
 
 Every decoding test runs four ways: eagerly, in a tf.function, in a
 tf.function with input_signature TensorSpec([], tf.string), and through a
@@ -163,7 +163,7 @@ def test_header_size_is_29_bytes():
 def test_layout_is_big_endian_as_documented():
   data = make(b"abcde", 0x01020304, 0x0A0B0C0D)
   assert data[:4] == b"DCAE"
-  assert data[4] == container.FORMAT_VERSION == 2
+  assert data[4] == container.FORMAT_VERSION == 3
   assert data[5:13] == bytes.fromhex(FINGERPRINT)
   assert struct.unpack_from(">II", data, 13) == (0x01020304, 0x0A0B0C0D)
   assert data[29:] == b"abcde"
@@ -204,12 +204,12 @@ def _cases():
       "png file": (png_bytes(), r"^not a DCAE bitstream"),
       "bad magic": (b"DCAF" + good[4:], r"^not a DCAE bitstream"),
       "version 1": (v1, r"^DCAE bitstream format version 1 not supported "
-                        r"\(this is 2\)$"),
+                        r"\(this is 3\)$"),
       "version 1 header only": (v1[:5], r"^DCAE bitstream format version 1 "
-                                        r"not supported \(this is 2\)$"),
+                                        r"not supported \(this is 3\)$"),
       "version 7": (good[:4] + b"\x07" + good[5:],
                     r"^DCAE bitstream format version 7 not supported "
-                    r"\(this is 2\)$"),
+                    r"\(this is 3\)$"),
       "truncated header": (good[:container.HEADER_SIZE - 1],
                            r"^truncated DCAE bitstream: header needs 29 "
                            r"bytes, got 28$"),
@@ -318,7 +318,7 @@ def test_eager_messages_are_plain():
     container_ops.unpack(tf.constant(version_1_bitstream()), FINGERPRINT,
                          MAX_PIXELS)
   assert info.value.message == (
-      "DCAE bitstream format version 1 not supported (this is 2)")
+      "DCAE bitstream format version 1 not supported (this is 3)")
 
 
 def test_error_message_of_graph_error():
@@ -360,13 +360,13 @@ def _refused_by_read_header_and_unpack(data, pattern):
 
 def test_version_1_is_refused_naming_both_versions():
   message = re.escape("DCAE bitstream format version 1 not supported "
-                      "(this is 2)")
+                      "(this is 3)")
   v1 = version_1_bitstream()
   _refused_by_read_header_and_unpack(v1, f"^{message}$")
   # However short, once the version byte is there.
   _refused_by_read_header_and_unpack(v1[:5], f"^{message}$")
   assert container.version_error(1) == (
-      "DCAE bitstream format version 1 not supported (this is 2)")
+      "DCAE bitstream format version 1 not supported (this is 3)")
 
 
 @pytest.mark.parametrize("data, pattern", [
@@ -374,10 +374,10 @@ def test_version_1_is_refused_naming_both_versions():
     (b"DCAE", "^truncated DCAE bitstream"),
     (png_bytes(), "^not a DCAE bitstream$"),
     (make()[:container.HEADER_SIZE - 1], "^truncated DCAE bitstream"),
-    (make()[:4] + b"\x03" + make()[5:],
-     r"^DCAE bitstream format version 3 not supported \(this is 2\)$"),
+    (make()[:4] + b"\x02" + make()[5:],
+     r"^DCAE bitstream format version 2 not supported \(this is 3\)$"),
     (make()[:4] + b"\x00" + make()[5:],
-     r"^DCAE bitstream format version 0 not supported \(this is 2\)$"),
+     r"^DCAE bitstream format version 0 not supported \(this is 3\)$"),
 ])
 def test_read_header_errors(data, pattern):
   with pytest.raises(ValueError, match=pattern):

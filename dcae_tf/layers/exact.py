@@ -22,8 +22,9 @@ instead, which are exact by construction:
   nothing from a platform math library, whose last bits differ between
   CPUs, vector widths and GPUs.
 * float64 keeps the path off oneDNN (float32 / bfloat16 only), TF32 and the
-  remapper's float32 fusions; quantising to 20 bits keeps float32-like
-  precision, so the rates stay those of the float model
+  remapper's float32 fusions; operands quantised to 20-24 bits (as many
+  as the bound allows, `operand_bits`) keep float32-like precision, so the
+  rates stay those of the float model
   (docs/bitstream.md, "Exact entropy parameters", per op).
 
 Training and rate estimation keep the float path: outside `scope()` every
