@@ -41,15 +41,6 @@ def make_image(height=24, width=40, seed=0):
 
 
 
-def real_codec_available():
-  """Whether the lead's dcae_tf/codec.py exists yet (tests skip otherwise)."""
-  try:
-    import dcae_tf.codec  # pylint: disable=import-outside-toplevel,unused-import  # noqa: F401
-  except ImportError:
-    return False
-  return True
-
-
 def make_codec(kind, name=None):
   """"fake" -> FakePngCodec; "tiny" -> DCAECodec over a random tiny DCAE."""
   if kind == "fake":

@@ -9,8 +9,10 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
+from dcae_tf import losses
 from dcae_tf.evaluation import anchors
 from dcae_tf.evaluation import bd
 from dcae_tf.evaluation import images as images_lib
@@ -18,6 +20,7 @@ from dcae_tf.evaluation import metrics
 from dcae_tf.evaluation import models
 from dcae_tf.evaluation import report
 from dcae_tf.evaluation import runner
+from tests import msssim_reference
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = ((64, 96), (96, 64), (72, 80))
@@ -102,22 +105,74 @@ def test_msssim_scales_and_db():
     assert metrics.msssim_scales(side - 1, side) == scales - 1
   assert metrics.msssim_scales(64, 96) == 3
   assert metrics.msssim_scales(10, 96) == 0
-  assert sum(metrics.msssim_weights(3)) == pytest.approx(1.0)
   assert metrics.msssim_db(0.99) == pytest.approx(20.0)
   assert metrics.msssim_db(1.0) == math.inf
 
   big = synthetic_image(161, 192)
-  noisy = np.clip(big.astype(int) + np.random.default_rng(0).integers(
-      -20, 21, big.shape), 0, 255).astype(np.uint8)
-  value, scales = metrics.msssim_with_scales(big, noisy)
-  assert scales == 5 and 0.5 < value < 1.0
+  noisy = _noisy(big)
   assert metrics.msssim(big, big) == pytest.approx(1.0, abs=1e-5)
-
   with pytest.warns(metrics.SmallImageWarning, match="3 scales"):
-    value, scales = metrics.msssim_with_scales(big[:64, :97], noisy[:64, :97])
-  assert scales == 3 and 0.5 < value < 1.0
+    metrics.msssim_with_scales(big[:64, :98], noisy[:64, :98])
   with pytest.warns(metrics.SmallImageWarning, match="NaN"):
     assert math.isnan(metrics.msssim(big[:8, :9], noisy[:8, :9]))
+
+
+def _noisy(image):
+  return np.clip(image.astype(int) + np.random.default_rng(0).integers(
+      -20, 21, image.shape), 0, 255).astype(np.uint8)
+
+
+# One image size per number of scales (5 needs a side of 161: module doc).
+MSSSIM_SIZES = ((161, 192, 5), (128, 150, 4), (64, 97, 3), (32, 40, 2),
+                (16, 20, 1))
+
+
+def _renormalised(weights):
+  return tuple(w / sum(weights) for w in weights)
+
+
+# Reduced-scale weightings that are not the documented one (the first
+# weights of the standard five, renormalised): each must be caught.
+WRONG_MSSSIM_WEIGHTS = {
+    "coarsest scales' weights": lambda n: _renormalised(
+        losses.MS_SSIM_POWER_FACTORS[-n:]),
+    "not renormalised": lambda n: losses.MS_SSIM_POWER_FACTORS[:n],
+    "equal weights": lambda n: (1.0 / n,) * n,
+}
+
+
+def _check_msssim_against_references():
+  """metrics' MS-SSIM at 5, 4, 3, 2 and 1 scales equals
+  tf.image.ssim_multiscale under the renormalised first weights of Wang et
+  al. (written out in tests/msssim_reference.py) and the float64 MS-SSIM
+  written from the paper."""
+  big = synthetic_image(161, 192)
+  noisy = _noisy(big)
+  for height, width, scales in MSSSIM_SIZES:
+    a, b = big[:height, :width], noisy[:height, :width]
+    value, used = metrics.msssim_with_scales(a, b)
+    assert used == scales, (height, width)
+    weights = msssim_reference.reduced_weights(scales)
+    expected = float(tf.image.ssim_multiscale(
+        tf.constant(a, tf.float32), tf.constant(b, tf.float32), 255.0,
+        power_factors=weights))
+    assert value == pytest.approx(expected, rel=1e-6), (
+        height, width, value, expected)
+    # float32 against float64: 2e-6 measured.
+    expected = msssim_reference.ms_ssim(a, b, weights, 255.0)
+    assert value == pytest.approx(expected, rel=1e-5), (
+        height, width, value, expected)
+
+
+@pytest.mark.parametrize("wrong", [None, *WRONG_MSSSIM_WEIGHTS])
+def test_msssim_matches_references_at_every_scale_count(wrong, monkeypatch):
+  """The check passes for the library and fails for each wrong weighting."""
+  if wrong is None:
+    _check_msssim_against_references()
+    return
+  monkeypatch.setattr(metrics, "msssim_weights", WRONG_MSSSIM_WEIGHTS[wrong])
+  with pytest.raises(AssertionError):
+    _check_msssim_against_references()
 
 
 # --- BD-rate ---------------------------------------------------------------

@@ -18,9 +18,6 @@ from tests import serving_fakes
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBPROCESS_TIMEOUT_SECONDS = 600
-needs_real_codec = pytest.mark.skipif(
-    not serving_fakes.real_codec_available(),
-    reason="dcae_tf/codec.py (DCAECodec) does not exist yet")
 
 # Loads an export the way a deployment would: TensorFlow and TFC only.
 FRESH_LOAD_SCRIPT = """
@@ -59,6 +56,24 @@ from dcae_tf.runtime import layout
 layout.write_metadata = lambda *args: os._exit(3)
 export.save_versioned(serving_fakes.FakePngCodec(), sys.argv[1])
 """
+
+
+# Runs pytest on the tests of the real codec with an import of it broken:
+# `sys.modules[name] = None` makes `import name` raise ImportError.
+BROKEN_IMPORT_SCRIPT = """
+import sys
+import pytest
+sys.modules[sys.argv[1]] = None
+sys.exit(pytest.main(["-q", "-rfEs", "-p", "no:cacheprovider",
+                      "-o", "addopts=", *sys.argv[2:]]))
+"""
+# Every test that builds a real DCAECodec for export or serving.
+REAL_CODEC_TESTS = (
+    "tests/test_export.py::test_real_codec_export_loads_in_fresh_process",
+    "tests/test_export.py::test_float16_weight_export_is_half_size_and_exact",
+    "tests/test_serving.py::test_ready_line_names_model_and_version[tiny]",
+    "tests/test_eval_integration.py::test_evaluate_real_codec",
+)
 
 
 def _run_python(script, *args, cwd):
@@ -139,7 +154,6 @@ def test_loads_in_fresh_process_without_dcae_tf(base, tmp_path):
 
 
 @pytest.mark.slow
-@needs_real_codec
 def test_real_codec_export_loads_in_fresh_process(tmp_path):
   """The tiny DCAE's export runs with TF + TFC only, bit-identically.
 
@@ -158,20 +172,31 @@ def test_real_codec_export_loads_in_fresh_process(tmp_path):
   _check_fresh_load(version_dir, image, bitstream, decoded, metadata,
                     tmp_path)
   # The warm-up requests are a compress of the warm-up image and a
-  # decompress of a bitstream of it that this model decodes. (Compared
-  # byte for byte with a second in-process compress, they differed once in
-  # a full test-suite run and never in isolation: see the 2026-11-26 note.)
+  # decompress of a bitstream of it: this model decodes it to the
+  # encoder-side reconstruction of the warm-up image. (Not compared byte
+  # for byte with a second in-process compress: before the entropy
+  # parameters were exact, those differed once in a full test-suite run.)
   (_, compress_inputs), (_, decompress_inputs) = export.read_warmup(
       version_dir)
-  np.testing.assert_array_equal(compress_inputs[export.IMAGE],
-                                export.warmup_image())
-  warmup_decoded = codec.decompress(
-      tf.constant(decompress_inputs[export.BITSTREAM])).numpy()
-  assert warmup_decoded.shape == export.warmup_image().shape
+  warmup = export.warmup_image()
+  np.testing.assert_array_equal(compress_inputs[export.IMAGE], warmup)
+  _, _, reconstruction = codec.compress_with_reconstruction(
+      tf.constant(warmup))
+  _check_decodes_to(codec, decompress_inputs[export.BITSTREAM],
+                    reconstruction.numpy())
+  # The check tells a bitstream of another image of the same size apart.
+  upside_down = codec.compress(tf.constant(warmup[::-1].copy())).numpy()
+  with pytest.raises(AssertionError, match="Mismatched elements"):
+    _check_decodes_to(codec, upside_down, reconstruction.numpy())
+
+
+def _check_decodes_to(codec, bitstream, expected):
+  """`codec` decodes `bitstream` to the uint8 image `expected`, exactly."""
+  decoded = codec.decompress(tf.constant(bitstream)).numpy()
+  np.testing.assert_array_equal(decoded, expected)
 
 
 @pytest.mark.slow
-@needs_real_codec
 def test_float16_weight_export_is_half_size_and_exact(tmp_path):
   """Weights stored as float16: about half the bytes, still bit-exact
   (TF + TFC only), and a distinct model: a float32 export's bitstreams are
@@ -205,6 +230,48 @@ def test_float16_weight_export_is_half_size_and_exact(tmp_path):
                     tmp_path)
   with pytest.raises(tf.errors.InvalidArgumentError, match="fingerprint"):
     half.decompress(full.compress(tf.constant(image)))
+
+
+# What tests/test_eval_integration.py did before: the kind of skip that a
+# broken import must not reach.
+OLD_SKIPPING_TEST = """
+import pytest
+
+def test_evaluate_real_codec():
+  codec_lib = pytest.importorskip("dcae_tf.codec")
+  assert codec_lib.DCAECodec
+"""
+
+
+def _check_broken_import_fails(module, tests):
+  """pytest on `tests` with `module` unimportable errs or fails, and
+  skips and passes nothing."""
+  result = _run_python(BROKEN_IMPORT_SCRIPT, module, *tests, cwd=REPO_ROOT)
+  summary = [line for line in result.stdout.splitlines()
+             if " in " in line and line.endswith("s")][-1]
+  assert "skipped" not in summary and "passed" not in summary, summary
+  assert "error" in summary, summary
+  # ERROR collecting (exit status 4: no collectors for the ids) or errors
+  # and failures at run time (1), depending on where the import is needed.
+  assert result.returncode in (1, 4), result.stdout[-3000:]
+  assert "ModuleNotFoundError" in result.stdout, result.stdout[-3000:]
+
+
+@pytest.mark.parametrize("module,old_skip", [
+    ("dcae_tf.codec", False), ("dcae_tf.codec.core", False),
+    ("dcae_tf.codec", True)])
+def test_broken_codec_import_fails_never_skips(module, old_skip, tmp_path):
+  """The real codec is part of the package: its tests have no skip
+  condition, so a broken import of it (the package, or its core, which the
+  package imports lazily) is an error, never a skipped test. The check
+  rejects the importorskip these tests had."""
+  if not old_skip:
+    _check_broken_import_fails(module, REAL_CODEC_TESTS)
+    return
+  path = tmp_path / "test_old_skip.py"
+  path.write_text(OLD_SKIPPING_TEST)
+  with pytest.raises(AssertionError, match="skipped"):
+    _check_broken_import_fails(module, [str(path)])
 
 
 def test_export_carries_tf_serving_warmup_requests(base):

@@ -5,7 +5,9 @@ as TFC's own compress/decompress), round trips on adversarial tables and
 values, resumable decoding, clean errors on damaged streams, and that every
 op of the traced coder is registered without tensorflow_compression.
 """
+import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -269,50 +271,120 @@ def test_absurd_claims_are_refused(models):
     decode(tf.constant(b"\0" * 64), index)
 
 
-OP_CHECK = textwrap.dedent("""
+# Traces the rANS encoder and decoder in a process where
+# tensorflow_compression cannot be imported and saves them as SavedModels
+# (argv: the stock coder's directory, then a broken one's). The broken
+# coder's encoder also runs one TFC op (TFC imported for it after the
+# stock coder is saved): the check below must reject it.
+TRACE_SCRIPT = textwrap.dedent("""
     import sys
     sys.modules["tensorflow_compression"] = None
     import numpy as np
     import tensorflow as tf
-    from tensorflow.python.framework import op_def_registry
     from dcae_tf import rans
     cdf = np.array([[0, 9, 65530, 65535, 65536], [0, 30000, 65536, 65536,
                     65536]], np.int32)
     tables = rans.Tables(cdf, [-1, 0], [5, 3], 16)
     spec = tf.TensorSpec([None], tf.int32)
 
-    @tf.function(input_signature=[spec, spec])
-    def encode(values, index):
-      return rans.encode([(values, index), (values, index)], tables)
+    class Coder(tf.Module):
 
-    @tf.function(input_signature=[tf.TensorSpec([], tf.string), spec])
-    def decode(stream, index):
-      return rans.decode(stream, [index, index], tables)
+      def __init__(self, extra_op=None):
+        super().__init__()
+        self.tables = tables  # Its variables are saved with the coder.
+        self.extra_op = extra_op
 
-    ops = set()
-    for fn, args in ((encode, (spec, spec)),
-                     (decode, (tf.TensorSpec([], tf.string), spec))):
-      graph = fn.get_concrete_function(*args).graph.as_graph_def()
-      ops |= {node.op for node in graph.node}
-      for f in graph.library.function:
-        ops |= {node.op for node in f.node_def}
-    missing = sorted(op for op in ops if op_def_registry.get(op) is None)
-    values = np.array([0, 1, -1, 5, 70000], np.int32)
-    index = np.array([0, 0, 1, 1, 0], np.int32)
-    out = decode(encode(values, index), index)
-    assert all(np.array_equal(o, values) for o in out)
-    print(len(ops), "ops; missing:", missing)
-    sys.exit(1 if missing else 0)
+      @tf.function(input_signature=[spec, spec])
+      def encode(self, values, index):
+        stream = rans.encode([(values, index), (values, index)], self.tables)
+        if self.extra_op is not None:
+          with tf.control_dependencies([self.extra_op()]):
+            stream = tf.identity(stream)
+        return stream
+
+      @tf.function(input_signature=[tf.TensorSpec([], tf.string), spec])
+      def decode(self, stream, index):
+        return rans.decode(stream, [index, index], tables)
+
+    stock_dir, broken_dir = sys.argv[1:]
+    tf.saved_model.save(Coder(), stock_dir)
+    del sys.modules["tensorflow_compression"]
+    from tensorflow_compression.python.ops import gen_ops
+    tf.saved_model.save(Coder(lambda: gen_ops.pmf_to_quantized_cdf(
+        tf.constant([.5, .5]), precision=16)), broken_dir)
+""")
+
+# Reads a saved coder in a fresh process that has neither
+# tensorflow_compression nor dcae_tf (as a stock TensorFlow or TF Serving
+# deployment): the ops of its graphs and library functions that this
+# process does not know, and, if none, whether it loads and round-trips.
+CHECK_SCRIPT = textwrap.dedent("""
+    import json, sys
+    sys.modules["tensorflow_compression"] = None
+    sys.modules["dcae_tf"] = None
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.framework import op_def_registry
+    saved = saved_model_pb2.SavedModel()
+    with open(sys.argv[1] + "/saved_model.pb", "rb") as f:
+      saved.ParseFromString(f.read())
+    graph = saved.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    for function in graph.library.function:
+      ops |= {node.op for node in function.node_def}
+    # A node may call one of the library's functions by its name.
+    ops -= {function.signature.name for function in graph.library.function}
+    report = {"ops": len(ops), "missing": sorted(
+        op for op in ops if op_def_registry.get(op) is None)}
+    if not report["missing"]:
+      coder = tf.saved_model.load(sys.argv[1])
+      values = np.array([0, 1, -1, 5, 70000], np.int32)
+      index = np.array([0, 0, 1, 1, 0], np.int32)
+      out = coder.decode(coder.encode(values, index), index)
+      report["round_trip"] = all(np.array_equal(o, values) for o in out)
+    print(json.dumps(report))
 """)
 
 
-def test_every_op_is_registered_without_tfc():
-  """In a process where tensorflow_compression cannot be imported, the
-  traced encoder and decoder (graphs, while bodies and all library
-  functions) use only registered ops, and run."""
+def _run(script, *args):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-  result = subprocess.run([sys.executable, "-c", OP_CHECK], env=env,
-                          capture_output=True, text=True, timeout=300,
-                          check=False)
+  result = subprocess.run([sys.executable, "-c", script, *map(str, args)],
+                          env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
   assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-  assert "missing: []" in result.stdout
+  return result.stdout
+
+
+@pytest.fixture(name="saved_coders", scope="module")
+def fixture_saved_coders(tmp_path_factory):
+  """{"stock": the saved rANS coder, "tfc-op": the same with a TFC op}."""
+  tmp = tmp_path_factory.mktemp("rans-coders")
+  dirs = {"stock": tmp / "stock", "tfc-op": tmp / "tfc-op"}
+  _run(TRACE_SCRIPT, dirs["stock"], dirs["tfc-op"])
+  return dirs
+
+
+def _check_runs_on_stock_tensorflow(saved_dir):
+  """Every op of the saved coder is registered in a fresh process without
+  tensorflow_compression or dcae_tf, and there it decodes what it encodes.
+
+  (Checked where the graph was traced, every op is registered by
+  construction: an op that was not could not have been traced.)
+  """
+  report = json.loads(_run(CHECK_SCRIPT, saved_dir).strip().splitlines()[-1])
+  assert report["missing"] == [], report
+  assert report["ops"] > 10 and report["round_trip"], report
+
+
+@pytest.mark.parametrize("variant", ["stock", "tfc-op"])
+def test_every_op_is_registered_without_tfc(saved_coders, variant):
+  """The traced encoder and decoder (graphs, while bodies and all library
+  functions), saved, load and run where tensorflow_compression is not; a
+  coder with one TFC op in it is refused by the same check."""
+  if variant == "stock":
+    _check_runs_on_stock_tensorflow(saved_coders[variant])
+    return
+  with pytest.raises(AssertionError,
+                     match=re.escape("'missing': ['PmfToQuantizedCdf']")):
+    _check_runs_on_stock_tensorflow(saved_coders[variant])

@@ -7,6 +7,8 @@ import tensorflow as tf
 
 from dcae_tf import losses
 from dcae_tf import training
+from tests import msssim_reference
+from tests.images import smooth_image
 
 
 def _out(x_hat, bpp_y, bpp_z):
@@ -49,11 +51,56 @@ def test_ms_ssim_small_crops_use_fewer_scales():
   factors = losses.ms_ssim_power_factors(128)
   assert len(factors) == 4 and math.isclose(sum(factors), 1.0)
   x = tf.random.stateless_uniform([1, 128, 128, 3], seed=[7, 8])
-  value = losses.ms_ssim(x, x * 0.9)
-  assert 0.0 < float(value[0]) < 1.0
   np.testing.assert_allclose(losses.ms_ssim(x, x), [1.0], rtol=1e-6)
   with pytest.raises(ValueError, match="at least 21 px"):
     losses.ms_ssim_power_factors(16)
+
+
+def _renormalised(weights):
+  return tuple(w / sum(weights) for w in weights)
+
+
+# Reduced-scale weightings that are not the documented one (the first
+# weights of the standard five, renormalised): each must be caught.
+WRONG_MS_SSIM_WEIGHTS = {
+    "coarsest scales' weights": lambda n: _renormalised(
+        losses.MS_SSIM_POWER_FACTORS[-n:]),
+    "not renormalised": lambda n: losses.MS_SSIM_POWER_FACTORS[:n],
+    "equal weights": lambda n: (1.0 / n,) * n,
+}
+
+
+def _check_ms_ssim_loss_against_references():
+  """The loss's per-example MS-SSIM on 256 (5 scales), 128, 64 and 32 px
+  crops equals tf.image.ssim_multiscale under the renormalised first
+  weights of Wang et al. (written out in tests/msssim_reference.py) and
+  the float64 MS-SSIM written from the paper."""
+  for size, scales in ((256, 5), (128, 4), (64, 3), (32, 2)):
+    x = tf.constant(np.stack([smooth_image(size, size, seed=s)
+                              for s in (1, 2)]), tf.float32) / 255.
+    x_hat = tf.clip_by_value(
+        x + 0.1 * tf.random.stateless_normal(x.shape, seed=[5, 6]), 0, 1)
+    weights = msssim_reference.reduced_weights(scales)
+    value = losses.ms_ssim(x, x_hat).numpy()
+    expected = tf.image.ssim_multiscale(x, x_hat, 1.0,
+                                        power_factors=weights).numpy()
+    np.testing.assert_allclose(value, expected, rtol=1e-6, err_msg=size)
+    expected = [msssim_reference.ms_ssim(a, b, weights, 1.0)
+                for a, b in zip(x.numpy(), x_hat.numpy())]
+    # float32 against float64: 3e-6 measured.
+    np.testing.assert_allclose(value, expected, rtol=1e-5, err_msg=size)
+
+
+@pytest.mark.parametrize("wrong", [None, *WRONG_MS_SSIM_WEIGHTS])
+def test_ms_ssim_loss_matches_references_at_every_scale_count(wrong,
+                                                              monkeypatch):
+  """The check passes for the loss and fails for each wrong weighting."""
+  if wrong is None:
+    _check_ms_ssim_loss_against_references()
+    return
+  monkeypatch.setattr(losses, "ms_ssim_weights", WRONG_MS_SSIM_WEIGHTS[wrong])
+  with pytest.raises(AssertionError):
+    _check_ms_ssim_loss_against_references()
 
 
 def test_ms_ssim_is_differentiable():
