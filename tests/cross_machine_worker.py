@@ -9,11 +9,12 @@ test sets), as another computer would run it:
 SPEC (JSON) names the codecs ({"name": {"export": path}} or {"name":
 {"tiny_seed": int}}, an in-process `DCAECodec` of a seeded tiny model) and
 an .npz of uint8 images. `encode` writes, per codec and image, the
-bitstream and the encoder's reconstruction (and, for in-process codecs,
+bitstream (and, for in-process codecs, the encoder's reconstruction and
 the digest of its quantised latents). `decode` decodes every bitstream of
 the given directories and writes, per file, whether it opened, the first
 line of the error otherwise, the largest pixel difference from the
-encoder's reconstruction and whether the latents' digests agree.
+encoder's reconstruction and whether the latents' digests agree (where
+known), and the decoded images (an .npz beside OUT_JSON).
 """
 import hashlib
 import json
@@ -58,18 +59,18 @@ def encode(spec, out_dir):
             tf.constant(image))
         data, recon = data.numpy(), recon.numpy()
         extra["latents"] = _digest(y_hat.numpy())
+        extra["reconstruction"] = recon
       else:
         data = codec.compress(image)
-        recon = codec.reconstruct(image)[0]
       path = os.path.join(out_dir, name, key)
       with open(path + ".dcae", "wb") as f:
         f.write(data)
-      np.savez(path + ".npz", reconstruction=recon, **extra)
+      np.savez(path + ".npz", **extra)
 
 
 def decode(spec, out_json, in_dirs):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  results = []
+  results, images = [], {}
   for name, codec in _codecs(spec).items():
     for in_dir in in_dirs:
       for key in _images(spec):
@@ -88,14 +89,17 @@ def decode(spec, out_json, in_dirs):
           else:
             image = codec.decompress(data)
           row["opened"] = True
-          row["max_pixel_difference"] = int(np.max(np.abs(
-              image.astype(np.int32) -
-              expected["reconstruction"].astype(np.int32))))
+          images[f"{name}/{os.path.basename(in_dir)}/{key}"] = image
+          if "reconstruction" in expected:
+            row["max_pixel_difference"] = int(np.max(np.abs(
+                image.astype(np.int32) -
+                expected["reconstruction"].astype(np.int32))))
         except Exception as e:  # pylint: disable=broad-except
           row["error"] = (str(e).strip().splitlines() or [""])[0][:300]
         results.append(row)
   with open(out_json, "w") as f:
     json.dump(results, f, indent=1)
+  np.savez(os.path.splitext(out_json)[0] + ".npz", **images)
 
 
 def main(argv):

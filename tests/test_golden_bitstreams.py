@@ -163,7 +163,8 @@ def test_stored_bitstream_decodes_to_the_stored_symbols_and_latents(tiny):
 
 def test_shipped_bitstream_decodes_to_the_stored_latents():
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  y_hat, decoded = shipped_codec().decompress_with_latents(
+  codec = shipped_codec()  # Held: its tf.functions keep only a weak ref.
+  y_hat, decoded = codec.decompress_with_latents(
       tf.constant(_read(SHIPPED_FILE)))
   assert _sha256(y_hat.numpy()) == SHIPPED_LATENTS_SHA256
   # The same latents; the pixels are g_s's, within its rounding.

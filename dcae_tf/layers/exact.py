@@ -76,6 +76,9 @@ _TANH_RANGE = 20.
 _state = threading.local()
 
 
+# The scope's bookkeeping is Python, never graph code: autograph must not
+# convert it when a tf.function traces through it.
+@tf.autograph.experimental.do_not_convert
 @contextlib.contextmanager
 def scope():
   """Layers traced inside compute with this module's exact arithmetic.
@@ -91,6 +94,7 @@ def scope():
     _state.active = outer
 
 
+@tf.autograph.experimental.do_not_convert
 def active():
   """Whether the calling thread is inside `scope()`."""
   return getattr(_state, "active", False)
@@ -98,6 +102,7 @@ def active():
 
 def traced_exactly(fn):
   """`fn` wrapped so that it always runs inside `scope()`."""
+  @tf.autograph.experimental.do_not_convert
   def wrapped(*args, **kwargs):
     with scope():
       return fn(*args, **kwargs)
