@@ -26,6 +26,22 @@ SIGMA = 1.5
 K1, K2 = 0.01, 0.03
 
 
+def _renormalised(weights):
+  return tuple(w / sum(weights) for w in weights)
+
+
+# Reduced-scale weightings that are not the documented one (the first
+# weights of the standard five, renormalised), num_scales -> weights: the
+# negative cases of the metric's and the loss's MS-SSIM tests, each of
+# which must be caught.
+WRONG_WEIGHTS = {
+    "coarsest scales' weights": lambda n: _renormalised(
+        WANG_2003_WEIGHTS[-n:]),
+    "not renormalised": lambda n: WANG_2003_WEIGHTS[:n],
+    "equal weights": lambda n: (1.0 / n,) * n,
+}
+
+
 def reduced_weights(num_scales):
   """The five weights as published (they sum to 1.0001, and every
   implementation uses them so), or the first `num_scales`, summing to one."""

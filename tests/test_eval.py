@@ -127,20 +127,6 @@ MSSSIM_SIZES = ((161, 192, 5), (128, 150, 4), (64, 97, 3), (32, 40, 2),
                 (16, 20, 1))
 
 
-def _renormalised(weights):
-  return tuple(w / sum(weights) for w in weights)
-
-
-# Reduced-scale weightings that are not the documented one (the first
-# weights of the standard five, renormalised): each must be caught.
-WRONG_MSSSIM_WEIGHTS = {
-    "coarsest scales' weights": lambda n: _renormalised(
-        losses.MS_SSIM_POWER_FACTORS[-n:]),
-    "not renormalised": lambda n: losses.MS_SSIM_POWER_FACTORS[:n],
-    "equal weights": lambda n: (1.0 / n,) * n,
-}
-
-
 def _check_msssim_against_references():
   """metrics' MS-SSIM at 5, 4, 3, 2 and 1 scales equals
   tf.image.ssim_multiscale under the renormalised first weights of Wang et
@@ -164,13 +150,14 @@ def _check_msssim_against_references():
         height, width, value, expected)
 
 
-@pytest.mark.parametrize("wrong", [None, *WRONG_MSSSIM_WEIGHTS])
+@pytest.mark.parametrize("wrong", [None, *msssim_reference.WRONG_WEIGHTS])
 def test_msssim_matches_references_at_every_scale_count(wrong, monkeypatch):
   """The check passes for the library and fails for each wrong weighting."""
   if wrong is None:
     _check_msssim_against_references()
     return
-  monkeypatch.setattr(metrics, "msssim_weights", WRONG_MSSSIM_WEIGHTS[wrong])
+  monkeypatch.setattr(metrics, "msssim_weights",
+                      msssim_reference.WRONG_WEIGHTS[wrong])
   with pytest.raises(AssertionError):
     _check_msssim_against_references()
 

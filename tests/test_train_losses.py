@@ -56,20 +56,6 @@ def test_ms_ssim_small_crops_use_fewer_scales():
     losses.ms_ssim_power_factors(16)
 
 
-def _renormalised(weights):
-  return tuple(w / sum(weights) for w in weights)
-
-
-# Reduced-scale weightings that are not the documented one (the first
-# weights of the standard five, renormalised): each must be caught.
-WRONG_MS_SSIM_WEIGHTS = {
-    "coarsest scales' weights": lambda n: _renormalised(
-        losses.MS_SSIM_POWER_FACTORS[-n:]),
-    "not renormalised": lambda n: losses.MS_SSIM_POWER_FACTORS[:n],
-    "equal weights": lambda n: (1.0 / n,) * n,
-}
-
-
 def _check_ms_ssim_loss_against_references():
   """The loss's per-example MS-SSIM on 256 (5 scales), 128, 64 and 32 px
   crops equals tf.image.ssim_multiscale under the renormalised first
@@ -91,14 +77,15 @@ def _check_ms_ssim_loss_against_references():
     np.testing.assert_allclose(value, expected, rtol=1e-5, err_msg=size)
 
 
-@pytest.mark.parametrize("wrong", [None, *WRONG_MS_SSIM_WEIGHTS])
+@pytest.mark.parametrize("wrong", [None, *msssim_reference.WRONG_WEIGHTS])
 def test_ms_ssim_loss_matches_references_at_every_scale_count(wrong,
                                                               monkeypatch):
   """The check passes for the loss and fails for each wrong weighting."""
   if wrong is None:
     _check_ms_ssim_loss_against_references()
     return
-  monkeypatch.setattr(losses, "ms_ssim_weights", WRONG_MS_SSIM_WEIGHTS[wrong])
+  monkeypatch.setattr(losses, "ms_ssim_weights",
+                      msssim_reference.WRONG_WEIGHTS[wrong])
   with pytest.raises(AssertionError):
     _check_ms_ssim_loss_against_references()
 
