@@ -387,15 +387,10 @@ def erfc(x):
   return tf.where(x >= 0., ans, 2. - ans)
 
 
-def gelu_formula(x):
-  """x * Phi(x), the exact (erf) GELU, from `erfc`."""
-  x = to_exact(x)
-  return x * (.5 * erfc(x * -math.sqrt(.5)))
-
-
 def _gelu_table():
   """(GELU_POINTS, 4) rows [g(x_i), h g'(x_i), g(x_i+1), h g'(x_i+1)] on the
-  grid x_i = -GELU_RANGE + i h, as numpy: computed once, eagerly, with this
+  grid x_i = -GELU_RANGE + i h of g(x) = x Phi(x), the exact (erf) GELU,
+  and g'(x) = Phi(x) + x phi(x), as numpy: computed once, eagerly, with this
   module's exact functions, so the same numbers everywhere."""
   def rows():
     x = tf.range(GELU_POINTS + 1, dtype=DTYPE) * GELU_STEP - GELU_RANGE
@@ -438,7 +433,7 @@ def gelu(x):
 
 def _gelu(x):
   """The exact GELU: cubic Hermite interpolation of the tabulated
-  `gelu_formula` and its slope (error below 1e-8), in a quarter of the
+  formula and its slope (`_gelu_table`; error below 2e-8), in a quarter of the
   formula's operations; 0 below the table, x above it."""
   position = (tf.clip_by_value(x, -GELU_RANGE, GELU_RANGE) + GELU_RANGE) * (
       1. / GELU_STEP)
