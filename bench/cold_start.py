@@ -65,9 +65,11 @@ import json, sys, time
 t0 = time.perf_counter()
 import tensorflow as tf
 t1 = time.perf_counter()
-from dcae_tf.runtime import exported
+from dcae_tf.runtime import exported, graph_cache
 t2 = time.perf_counter()
-codec = exported.ExportedCodec(sys.argv[2])
+# The store dcae-tf would use: this mode's $DCAE_TF_GRAPH_CACHE.
+codec = exported.ExportedCodec(sys.argv[2],
+                               graph_cache=graph_cache.default_cache())
 t3 = time.perf_counter()
 if sys.argv[1] == "compress":
   from dcae_tf import io
@@ -137,8 +139,9 @@ def mode_env(mode, store):
              PYTHONPATH=os.pathsep.join(
                  [REPO_ROOT] + [p for p in [os.environ.get("PYTHONPATH")]
                                 if p]))
+  # dcae-tf's --graph_cache default, and the phase process's store.
   env[graph_cache.CACHE_ENV] = (store if mode == "cached"
-                                else graph_cache.DISABLED_VALUES[0])
+                                else graph_cache.OFF)
   return env
 
 

@@ -32,7 +32,9 @@ def _codecs(spec):
   out = {}
   for name, how in sorted(spec["codecs"].items()):
     if "export" in how:
-      out[name] = ExportedCodec(how["export"], cache=None)
+      # No store of optimised graphs (the default): every graph is
+      # optimised on this machine.
+      out[name] = ExportedCodec(how["export"])
     else:
       tf.keras.utils.set_random_seed(how["tiny_seed"])
       out[name] = DCAECodec(DCAE("tiny").build_weights(), name=name)

@@ -3,7 +3,10 @@
 The store's rules are tested with the file TensorFlow would write (written
 by the test into the staging directory TensorFlow is pointed at). Exactness
 is tested on real exports: bitstreams and images are the same byte for
-byte with the store off, filling it and reading it.
+byte with the store off, filling it and reading it. The store is a choice:
+`ExportedCodec` uses none unless given one (it then writes nothing and
+leaves the environment alone); the command lines' --graph_cache flags say
+where, or "off".
 """
 import json
 import os
@@ -132,23 +135,69 @@ def test_store_location_and_off_switch(monkeypatch, tmp_path):
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
   assert graph_cache.default_root() == str(tmp_path / "xdg" / "dcae_tf" /
                                            "graphs")
+  # A --graph_cache value: a directory, else none.
+  for off in (None, "", " ", "off", "OFF", "0", "none", "false"):
+    assert graph_cache.from_setting(off) is None, off
+  assert graph_cache.from_setting(str(tmp_path)).root == str(tmp_path)
+  # Naming a store creates nothing: its first call does.
+  graph_cache.GraphCache(tmp_path / "unused")
+  assert not (tmp_path / "unused").exists()
+
+
+def test_command_lines_graph_cache_flags(monkeypatch, tmp_path):
+  """dcae-tf: on by default ($DCAE_TF_GRAPH_CACHE, else the user's cache
+  directory), --graph_cache off disables it; dcae-tf-server: off unless
+  --graph_cache or the variable names a directory."""
+  # pylint: disable=import-outside-toplevel
+  from dcae_tf.cli import args as cli_args
+  from dcae_tf.serving import server
+  monkeypatch.delenv(graph_cache.CACHE_ENV, raising=False)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+  server_argv = ["dcae-tf-server", "--model_base_path", str(tmp_path)]
+  assert (cli_args.parse_args(["dcae-tf", "models"]).graph_cache ==
+          graph_cache.user_root())
+  assert cli_args.parse_args(
+      ["dcae-tf", "--graph_cache", "off", "models"]).graph_cache == "off"
+  assert cli_args.parse_args(
+      ["dcae-tf", "models", "--graph_cache", str(tmp_path)]).graph_cache == (
+          str(tmp_path))
+  assert graph_cache.is_disabled(server.parse_args(server_argv).graph_cache)
+  monkeypatch.setenv(graph_cache.CACHE_ENV, str(tmp_path / "env"))
+  assert cli_args.parse_args(["dcae-tf", "models"]).graph_cache == str(
+      tmp_path / "env")
+  assert server.parse_args(server_argv).graph_cache == str(tmp_path / "env")
+  assert server.parse_args(
+      server_argv + ["--graph_cache", "off"]).graph_cache == "off"
+  monkeypatch.setenv(graph_cache.CACHE_ENV, "off")
+  assert graph_cache.is_disabled(
+      cli_args.parse_args(["dcae-tf", "models"]).graph_cache)
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+  """(the tiny codec, its export's version directory): one export for the
+  tests below."""
+  # pylint: disable=import-outside-toplevel
+  from dcae_tf import export
+  from tests import serving_fakes
+  codec = serving_fakes.make_codec("tiny")
+  return codec, export.save_versioned(
+      codec, str(tmp_path_factory.mktemp("export") / "tiny"))
 
 
 @pytest.mark.slow  # An export and three loads: minutes on a loaded 2-core CPU.
 def test_tiny_export_is_exact_without_filling_and_reading_the_store(
-    tmp_path):
+    tmp_path, tiny_export):
   # pylint: disable=import-outside-toplevel
   import tensorflow as tf
   from dcae_tf import export
   from dcae_tf.codec.warmup import warmup_image
-  from tests import serving_fakes
-  codec = serving_fakes.make_codec("tiny")
-  version_dir = export.save_versioned(codec, str(tmp_path / "tiny"))
+  codec, version_dir = tiny_export
   image = warmup_image()
   store = graph_cache.GraphCache(str(tmp_path / "store"))
   outputs = []
   for cache in (None, store, store):  # off, filling, reading (if filled)
-    loaded = export.ExportedCodec(version_dir, cache=cache)
+    loaded = export.ExportedCodec(version_dir, graph_cache=cache)
     data = loaded.compress(image)
     outputs.append((data, loaded.decompress(data)))
   reference = codec.compress(tf.constant(image)).numpy()
@@ -157,14 +206,59 @@ def test_tiny_export_is_exact_without_filling_and_reading_the_store(
     np.testing.assert_array_equal(decoded, outputs[0][1])
 
 
+@pytest.mark.slow  # Two loads of the tiny export.
+def test_the_store_is_off_unless_asked_for(tmp_path, tiny_export,
+                                           monkeypatch):
+  """`ExportedCodec(path)` writes nothing anywhere and never touches the
+  environment, whatever the places a store could default to; the store
+  is used only when passed, and gives the same bytes."""
+  # pylint: disable=import-outside-toplevel
+  from dcae_tf import export
+  from dcae_tf.codec.warmup import warmup_image
+  _, version_dir = tiny_export
+  places = {name: tmp_path / name for name in ("home", "xdg", "env", "cwd")}
+  for place in places.values():
+    place.mkdir()
+  monkeypatch.setenv("HOME", str(places["home"]))
+  monkeypatch.setenv("XDG_CACHE_HOME", str(places["xdg"]))
+  # The command line's variable is not the Python API's switch.
+  monkeypatch.setenv(graph_cache.CACHE_ENV, str(places["env"]))
+  monkeypatch.delenv(graph_cache.TF_CACHE_ENV, raising=False)
+  monkeypatch.chdir(places["cwd"])
+  export_files = _entries(version_dir)
+  image = warmup_image()
+  default = export.ExportedCodec(version_dir)
+  data = default.compress(image)
+  decoded = default.decompress(data)
+  assert {k: default.signatures[k].cache_state
+          for k in ("compress", "decompress")} == {
+              "compress": None, "decompress": None}
+  for name, place in places.items():
+    assert not os.listdir(place), (name, os.listdir(place))
+  assert _entries(version_dir) == export_files
+  assert graph_cache.TF_CACHE_ENV not in os.environ
+  with pytest.raises(TypeError, match="GraphCache"):
+    export.ExportedCodec(version_dir, graph_cache=str(tmp_path / "store"))
+  # Asked for: the store is used, and the bytes are those made without it.
+  chosen = export.ExportedCodec(
+      version_dir, graph_cache=graph_cache.GraphCache(tmp_path / "store"))
+  assert chosen.compress(image) == data
+  np.testing.assert_array_equal(chosen.decompress(data), decoded)
+  assert chosen.signatures["compress"].cache_state in ("hit", "miss")
+  assert os.path.isdir(tmp_path / "store")
+  assert graph_cache.TF_CACHE_ENV not in os.environ  # restored
+
+
 # Compresses and decompresses one image with a shipped export in a fresh
 # process; prints the cache states and writes the bitstream and image.
 SHIPPED_SCRIPT = """
 import json, sys
 import numpy as np
-from dcae_tf.runtime import exported
+from dcae_tf.runtime import exported, graph_cache
 from dcae_tf.codec.warmup import warmup_image
-codec = exported.ExportedCodec(sys.argv[1])
+# The store dcae-tf would use: $DCAE_TF_GRAPH_CACHE (a directory or "off").
+codec = exported.ExportedCodec(sys.argv[1],
+                               graph_cache=graph_cache.default_cache())
 image = np.tile(warmup_image(), (2, 3, 1))
 data = codec.compress(image)
 open(sys.argv[2] + ".dcae", "wb").write(data)

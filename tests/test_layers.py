@@ -49,7 +49,8 @@ TF_FREE = ("dcae_tf", "dcae_tf.config", "dcae_tf.io",
            "dcae_tf.codec", "dcae_tf.codec.container", "dcae_tf.codec.errors",
            "dcae_tf.codec.metadata", "dcae_tf.codec.warmup",
            "dcae_tf.codec.heap", "dcae_tf.runtime", "dcae_tf.runtime.layout",
-           "dcae_tf.runtime.contract", "dcae_tf.zoo", "dcae_tf.cli",
+           "dcae_tf.runtime.contract", "dcae_tf.runtime.graph_cache",
+           "dcae_tf.zoo", "dcae_tf.cli",
            "dcae_tf.corpus.prepare")
 
 

@@ -13,7 +13,9 @@ finds the model that made a bitstream from its header, unless --model is
 given. --target_bpp compresses each image with a binary search over the
 models sorted by lambda (tfci's strategy), keeping the one whose actual bpp
 on that image is closest to the target (--bpp_strict: the largest not above
-it).
+it). A model's first call in a process optimises its graph, which takes
+seconds; the optimised graph is kept in a per-machine store that later runs
+read (--graph_cache: on by default, "off" disables it).
 
 Errors are one line on stderr ("dcae-tf: error: ..."), exit code 1 (130 on
 Ctrl-C); outputs are written atomically, so a failure never leaves a partial
@@ -34,6 +36,7 @@ from dcae_tf import io as dio
 from dcae_tf import zoo
 from dcae_tf.cli import commands
 from dcae_tf.cli.output import EXIT_FAILURE, PROG, show_error
+from dcae_tf.runtime import graph_cache
 
 # Per request with --server: a large image on the paper model takes a while.
 SERVER_TIMEOUT_SECONDS = 120.0
@@ -86,6 +89,18 @@ def _add_options(parser, defaults):
   parser.add_argument(
       "--server_timeout", type=float, default=default(SERVER_TIMEOUT_SECONDS),
       help="seconds per request with --server.")
+  parser.add_argument(
+      "--graph_cache", metavar="DIR|off",
+      default=default(graph_cache.default_root() or graph_cache.OFF),
+      help="store of the graphs TensorFlow optimised for a model on this "
+           "machine: compress and decompress read them instead of "
+           "optimising again (first call in seconds; same bytes) and write "
+           "them when missing; 'off' for none (every first call optimises). "
+           f"Default ${graph_cache.CACHE_ENV}, else "
+           f"$XDG_CACHE_HOME/{graph_cache.USER_CACHE_SUBDIR} (default "
+           f"~/.cache/{graph_cache.USER_CACHE_SUBDIR}). While a first call "
+           f"runs it sets ${graph_cache.TF_CACHE_ENV} in this process, "
+           "which is how TensorFlow is told where to read and write.")
   parser.add_argument(
       "--max_pixels", type=int, default=default(dio.DEFAULT_MAX_PIXELS),
       help="largest height*width accepted, for images and bitstreams "

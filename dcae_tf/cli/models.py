@@ -3,13 +3,16 @@
 `get_codec(flags, model)` is the one place a codec comes from: anything with
 `.compress(uint8 HxWx3 array) -> bytes`, `.decompress(bytes) -> array` and a
 `.metadata` dict (name, fingerprint, preset, lmbda, metric) works; loaded
-codecs are cached, so a folder loads each model once.
+codecs are cached, so a folder loads each model once. A model is loaded
+with the store of optimised graphs --graph_cache names (none when flags
+without it, built by other code, are passed).
 """
 import os
 
 from dcae_tf import zoo
 from dcae_tf.cli.output import CliError, import_tf
 from dcae_tf.codec import errors
+from dcae_tf.runtime import graph_cache
 
 _CODECS = {}
 
@@ -84,7 +87,9 @@ def get_codec(flags, model=None):
     # Deliberately lazy: loading is the first thing that needs TensorFlow.
     from dcae_tf.runtime import exported  # pylint: disable=import-outside-toplevel
     try:
-      _CODECS[key] = exported.load_exported(info.version_dir)
+      _CODECS[key] = exported.load_exported(
+          info.version_dir, graph_cache=graph_cache.from_setting(
+              getattr(flags, "graph_cache", None)))
     except (ValueError, OSError) as e:
       raise CliError(f"cannot load model {info.dir_name}: {e}") from None
   return _CODECS[key]

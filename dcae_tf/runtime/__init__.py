@@ -6,7 +6,8 @@
   writer          `save_versioned`: a codec -> a new version, atomically
   warmup_file     TF Serving's warm-up requests of an export
   signatures      `SavedSignatures`: run a SavedModel's signatures directly
-  graph_cache     a per-machine cache of a signature's optimised graph
+  graph_cache     an opt-in per-machine store of a signature's optimised
+                  graph (TF only at a first call through it)
   tensors         TensorProto <-> numpy for the two tensor kinds exchanged
   exported        `ExportedCodec`: the codec interface of a loaded export
   weights_source  an export as the source of a model's weights
@@ -14,6 +15,6 @@
 
 `dcae_tf.export` is the public entry point: it gathers the public names of
 `layout`, `contract`, `writer`, `warmup_file` and `exported` in one place
-(its `__all__`). This package's `__init__` imports nothing, so `layout` and
-`contract` load without TensorFlow.
+(its `__all__`). This package's `__init__` imports nothing, so `layout`,
+`contract` and `graph_cache` load without TensorFlow.
 """

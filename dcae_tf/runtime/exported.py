@@ -14,13 +14,13 @@ from dcae_tf.codec import heap
 from dcae_tf.codec.errors import error_message
 from dcae_tf.codec.warmup import (
     COMPRESS, DECOMPRESS, WARMUP_SIGNATURES, warmup_image)
-from dcae_tf.runtime import graph_cache
 from dcae_tf.runtime import layout
 from dcae_tf.runtime import signatures as signatures_lib
 from dcae_tf.runtime import warmup_file
 from dcae_tf.runtime.contract import (
     BITSTREAM, BITSTREAM_BYTES, ESTIMATED_BITS, IMAGE, JSON, METADATA,
     RECONSTRUCT, check_image, check_signature_defs)
+from dcae_tf.runtime.graph_cache import GraphCache
 from dcae_tf.runtime.layout import ExportError
 
 
@@ -31,12 +31,25 @@ class ExportedCodec:
   `.compress(uint8 HxWx3 array) -> bytes`, `.decompress(bytes) -> array`,
   `.metadata` dict. Thread-safe (signature functions may run concurrently).
 
-  `cache`: where each signature's first call finds the graph TensorFlow
-  optimised for this export on this machine before (`runtime.graph_cache`;
-  by default the user's store, None for none).
+  `graph_cache`: the store of optimised graphs (`runtime.graph_cache`), a
+  `GraphCache(directory)` or None. None, the default, writes nothing
+  anywhere and leaves the environment alone: every first call optimises
+  its graph. With a store, each signature's first call reads the graph
+  TensorFlow optimised for this export on this machine before, or stores
+  it (same bytes either way; the small preset's first `compress` 13.6 ->
+  2.7 s, docs/performance.md "Cold start"). It has one process-wide
+  effect: TensorFlow 2.14 takes the store's directory only from the
+  environment variable `TF_GRAPH_CACHING`, so a first call through a
+  store sets it, under a lock that all such first calls in the process
+  share, and restores it after.
   """
 
-  def __init__(self, path, cache=graph_cache.DEFAULT):
+  def __init__(self, path, graph_cache=None):
+    if graph_cache is not None and not isinstance(graph_cache, GraphCache):
+      raise TypeError(
+          f"graph_cache must be a GraphCache or None, got "
+          f"{type(graph_cache).__name__} (GraphCache(directory) names a "
+          f"store)")
     self.path, self.version = layout.resolve_version_dir(path)
     # Cheap check first: loading a large SavedModel takes a while.
     if not os.path.isfile(layout.metadata_path(self.path)):
@@ -45,9 +58,7 @@ class ExportedCodec:
           f"{self.path}")
     # Not tf.saved_model.load: see runtime.signatures.
     try:
-      loaded = signatures_lib.SavedSignatures(
-          self.path, cache=(graph_cache.default_cache()
-                            if cache is graph_cache.DEFAULT else cache))
+      loaded = signatures_lib.SavedSignatures(self.path, cache=graph_cache)
     except signatures_lib.SavedModelError as e:
       raise ExportError(f"not a DCAE export ({e})") from None
     # Signature name -> function taking and returning tensor dicts.
@@ -142,9 +153,10 @@ class ExportedCodec:
             f"name={self.metadata.get('name')!r})")
 
 
-def load_exported(path, cache=graph_cache.DEFAULT):
-  """Loads an export: a model base path (newest version) or a version dir."""
-  return ExportedCodec(path, cache=cache)
+def load_exported(path, graph_cache=None):
+  """Loads an export: a model base path (newest version) or a version dir;
+  `graph_cache` as for `ExportedCodec` (None: no store)."""
+  return ExportedCodec(path, graph_cache=graph_cache)
 
 
 def write_warmup_file(version_dir, compress=None):

@@ -32,9 +32,19 @@ cached call runs the very graph a fresh call would have optimised, on the
 same kernels, so a bitstream made cold, cached or fresh is the same byte
 for byte (tests/test_graph_cache.py).
 
-`TF_GRAPH_CACHING` is process-wide, so it is set only around a first call,
-under `_ENV_LOCK`, and restored after it. Set `DCAE_TF_GRAPH_CACHE` to a
-directory to move the store, or to "off" to disable it.
+The store is used only where it is asked for: `ExportedCodec(path,
+graph_cache=GraphCache(directory))` in Python (the default, None, writes
+nothing anywhere), `--graph_cache DIR|off` on the command line (on by
+default there, at `default_root()`) and on the model server (off by
+default). `from_setting` turns such a flag's value into a store.
+
+One effect reaches beyond the call while it runs: TensorFlow 2.14 reads
+the cache directory only from the process-wide environment variable
+`TF_GRAPH_CACHING` (it has no other switch), so a first call through the
+store sets it, under `_ENV_LOCK`, and restores it after; first calls
+through any store in the process take turns on that lock, and a thread
+that starts optimising another function meanwhile (one not called through
+the store) would see the variable too.
 """
 import contextlib
 import functools
@@ -46,10 +56,14 @@ import shutil
 import tempfile
 import threading
 
-import tensorflow as tf
-
+# The default of the command lines' --graph_cache (dcae-tf, dcae-tf-server);
+# the Python API never reads it.
 CACHE_ENV = "DCAE_TF_GRAPH_CACHE"
-DISABLED_VALUES = ("off", "0", "none", "false")
+OFF = "off"
+# Flag / environment values that mean "no store".
+DISABLED_VALUES = (OFF, "0", "none", "false")
+# Under $XDG_CACHE_HOME (else ~/.cache): the command line's default store.
+USER_CACHE_SUBDIR = os.path.join("dcae_tf", "graphs")
 TF_CACHE_ENV = "TF_GRAPH_CACHING"
 # TensorFlow's own rule (optimize_function_graph_utils.h): it writes a graph
 # only when optimising it took at least this long, so small graphs (the
@@ -65,19 +79,29 @@ CPUINFO_PATH = "/proc/cpuinfo"
 TF_ENV_KEYS = ("TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTEROP_THREADS",
                "TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")
 _ENV_LOCK = threading.Lock()
-# "The default store" as an argument (None means none).
-DEFAULT = object()
+
+
+def is_disabled(setting):
+  """Whether a --graph_cache / $DCAE_TF_GRAPH_CACHE value means no store."""
+  value = "" if setting is None else os.fspath(setting).strip().lower()
+  return not value or value in DISABLED_VALUES
+
+
+def user_root():
+  """The user's cache directory for the store (XDG's rule)."""
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+      os.path.expanduser("~"), ".cache")
+  return os.path.join(base, USER_CACHE_SUBDIR)
 
 
 def default_root():
-  """The store's directory: $DCAE_TF_GRAPH_CACHE, else the user's cache
-  directory; None when disabled."""
+  """dcae-tf's store: $DCAE_TF_GRAPH_CACHE, else `user_root()`; None when
+  the variable disables it. (A Python caller passes its store to
+  `ExportedCodec` instead.)"""
   value = os.environ.get(CACHE_ENV)
   if value is not None:
-    return None if value.strip().lower() in DISABLED_VALUES else value
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-      os.path.expanduser("~"), ".cache")
-  return os.path.join(base, "dcae_tf", "graphs")
+    return None if is_disabled(value) else value
+  return user_root()
 
 
 def _cpu_features():
@@ -101,6 +125,9 @@ def _cpu_features():
 @functools.lru_cache(maxsize=None)
 def machine_key():
   """What, beside the export, decides the optimised graph on this machine."""
+  # Deliberately lazy: the command line reads the store's location (its
+  # --graph_cache default) before it imports TensorFlow.
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   parts = [
       tf.version.VERSION, tf.version.GIT_VERSION,
       repr(sorted(tf.sysconfig.get_build_info().items())),
@@ -138,10 +165,14 @@ def _manifest(directory):
 
 class GraphCache:
   """The store under `root` (see module doc). Thread-safe; shared by
-  processes."""
+  processes.
+
+  Creating one touches nothing: `root` is made at the first first call
+  that uses it.
+  """
 
   def __init__(self, root):
-    self.root = root
+    self.root = os.fspath(root)
 
   def _entry(self, key, signature):
     return os.path.join(self.root, key, signature)
@@ -229,7 +260,12 @@ class GraphCache:
       shutil.rmtree(staging, ignore_errors=True)
 
 
+def from_setting(setting):
+  """The store a --graph_cache value names: a directory, or None for
+  "off" (and None / empty)."""
+  return None if is_disabled(setting) else GraphCache(setting)
+
+
 def default_cache():
-  """The store at `default_root()`, or None when disabled."""
-  root = default_root()
-  return GraphCache(root) if root else None
+  """The command line's store (`default_root()`), or None when disabled."""
+  return from_setting(default_root())

@@ -18,7 +18,8 @@ results bit for bit.
 
 A signature's first call can take its optimised graph from a
 `runtime.graph_cache.GraphCache` (the graph TensorFlow optimised for this
-export on this machine before) instead of running Grappler again.
+export on this machine before) instead of running Grappler again, when
+the load is given one (`cache`; none by default).
 
 Function names are given a suffix unique to the load (`_L<n>`): two exports
 (or two versions of one model) hold different functions under the same

@@ -1,7 +1,7 @@
 """A gRPC model server for DCAE exports, speaking TF Serving's API.
 
     python -m dcae_tf.serving.server --model_base_path saved_models/NAME \\
-        --port 8500 [--model_name NAME] [--host 127.0.0.1]
+        --port 8500 [--model_name NAME] [--host 127.0.0.1] [--graph_cache DIR]
 
 It implements the parts of TF Serving that the codec needs -- Predict,
 GetModelMetadata and GetModelStatus (`serving.service`) -- in Python, for
@@ -27,7 +27,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from dcae_tf.codec.container import DEFAULT_MAX_PIXELS
 from dcae_tf.runtime import contract
-from dcae_tf.runtime import graph_cache
+from dcae_tf.runtime import graph_cache as graph_cache_lib
 from dcae_tf.serving.service import CodecService
 from dcae_tf.serving.versions import VersionWatcher
 
@@ -49,11 +49,13 @@ def serve(model_base_path, model_name=None, host=DEFAULT_HOST,
           port=DEFAULT_PORT, max_pixels=DEFAULT_MAX_PIXELS,
           max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
           poll_seconds=DEFAULT_POLL_SECONDS, threads=DEFAULT_THREADS,
-          stop_event=None):
+          stop_event=None, graph_cache=None):
   """Serves until `stop_event` is set (SIGTERM/SIGINT set it in `main`).
 
   Prints "serving NAME version V on HOST:PORT" (the bound port, so port 0
-  works) each time a version goes live.
+  works) each time a version goes live. `graph_cache`: the store of
+  optimised graphs each version's first calls (its warm-up) go through, a
+  `runtime.graph_cache.GraphCache`, or None (the default) for none.
   """
   if not os.path.isdir(model_base_path):
     raise FileNotFoundError(f"model base path {model_base_path} does not "
@@ -78,7 +80,8 @@ def serve(model_base_path, model_name=None, host=DEFAULT_HOST,
     print(f"serving {model_name} version {servable.version} on {where}",
           flush=True)
 
-  watcher = VersionWatcher(model_base_path, poll_seconds, on_swap)
+  watcher = VersionWatcher(model_base_path, poll_seconds, on_swap,
+                           graph_cache=graph_cache)
   service = CodecService(model_name, watcher, max_pixels)
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
       service, server)
@@ -121,6 +124,19 @@ def parse_args(argv):
                       help="How often to look for new versions.")
   parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                       help="Requests handled concurrently.")
+  # Off unless asked for: a server is long-running, so the store saves only
+  # its warm-ups' optimising, and first calls through it take turns on one
+  # process-wide lock (runtime.graph_cache).
+  parser.add_argument(
+      "--graph_cache", metavar="DIR|off",
+      default=os.environ.get(graph_cache_lib.CACHE_ENV) or graph_cache_lib.OFF,
+      help="Store of the graphs TensorFlow optimised for each version on "
+           "this machine: a version's warm-up reads them instead of "
+           "optimising again (same bytes) and writes them when missing. "
+           f"Default ${graph_cache_lib.CACHE_ENV} when set, else off. While "
+           f"a warm-up runs it sets ${graph_cache_lib.TF_CACHE_ENV} in this "
+           "process, which is how TensorFlow is told where to read and "
+           "write.")
   args = parser.parse_args(argv[1:])
   for name in ("max_pixels", "max_message_bytes", "threads"):
     if getattr(args, name) < 1:
@@ -131,10 +147,6 @@ def parse_args(argv):
 
 
 def main(args):
-  # A server is long-running, and the cache serialises first calls under
-  # one process-wide lock (graph_cache), which would hold a new version's
-  # warm-up behind another's: it is used only when asked for explicitly.
-  os.environ.setdefault(graph_cache.CACHE_ENV, "off")
   stop_event = threading.Event()
   for signum in (signal.SIGTERM, signal.SIGINT):
     signal.signal(signum, lambda *_: stop_event.set())
@@ -143,7 +155,8 @@ def main(args):
           port=args.port, max_pixels=args.max_pixels,
           max_message_bytes=args.max_message_bytes,
           poll_seconds=args.poll_seconds, threads=args.threads,
-          stop_event=stop_event)
+          stop_event=stop_event,
+          graph_cache=graph_cache_lib.from_setting(args.graph_cache))
   except OSError as e:
     print(f"dcae-tf-server: error: {e}", file=sys.stderr)
     return 1

@@ -37,11 +37,14 @@ class VersionWatcher:
   lock; requests hold the Servable they started with, so a swap never
   disturbs them. Versions that are incomplete (no saved_model.pb yet) or
   fail to load are skipped with one log line, and retried only when their
-  saved_model.pb changes.
+  saved_model.pb changes. Each version is loaded with `graph_cache` (a
+  `runtime.graph_cache.GraphCache`, or None for no store).
   """
 
-  def __init__(self, model_base_path, poll_seconds, on_swap):
+  def __init__(self, model_base_path, poll_seconds, on_swap,
+               graph_cache=None):
     self.model_base_path = model_base_path
+    self._graph_cache = graph_cache
     self.poll_seconds = poll_seconds
     self._on_swap = on_swap
     self._lock = threading.Lock()
@@ -78,7 +81,7 @@ class VersionWatcher:
       if self._skipped.get(version, ()) == stamp:
         continue
       try:
-        codec = ExportedCodec(version_dir)
+        codec = ExportedCodec(version_dir, graph_cache=self._graph_cache)
         codec.warm_up()  # As TF Serving does with the warm-up file.
       except Exception as e:  # pylint: disable=broad-except
         self._skip(version, stamp, f"failed to load: {e}")

@@ -207,9 +207,11 @@ def read_card(model_base_path):
     return json.load(f)
 
 
-def load(model, models_dir=None):
+def load(model, models_dir=None, graph_cache=None):
   """The `ExportedCodec` of a model: a name in `models_dir` (default
-  `default_models_dir()`), a path, or a ModelInfo."""
+  `default_models_dir()`), a path, or a ModelInfo. `graph_cache`: a
+  `runtime.graph_cache.GraphCache` for its first calls, or None (the
+  default: no store, nothing written); see `ExportedCodec`."""
   models_dir = default_models_dir() if models_dir is None else models_dir
   info = find(models_dir, model)
   if info is None:
@@ -217,4 +219,4 @@ def load(model, models_dir=None):
                    "directory")
   # Deliberately lazy: loading is the one thing here that needs TensorFlow.
   from dcae_tf.runtime import exported  # pylint: disable=import-outside-toplevel
-  return exported.load_exported(info.version_dir)
+  return exported.load_exported(info.version_dir, graph_cache=graph_cache)
