@@ -2,11 +2,15 @@
 everything that decides the entropy parameters in float32."""
 import contextlib
 import math
+import threading
+import time
 import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
+# What building views once replaced for the whole process.
+from keras.src.mixed_precision import autocast_variable
 
 from dcae_tf.codec import core
 from dcae_tf.codec import transform_dtype
@@ -172,3 +176,63 @@ def test_bfloat16_round_trip_is_exact_and_close_to_float32(codecs):
   # ... to pixels the bfloat16 ones are close to (what a wrong bfloat16 g_s
   # gives: test_bfloat16_g_s_decodes_like_float32).
   _check_decodes_like_float32(reconstruction.numpy(), float32_pixels.numpy())
+
+
+def _process_wide_state():
+  return (tf.keras.mixed_precision.global_policy().name,
+          autocast_variable.create_autocast_variable)
+
+
+def _views_in_threads(model, threads):
+  """The bfloat16 views of `model` built by `threads` threads at once, and
+  every global Keras policy and AutoCastVariable factory a watching thread
+  saw meanwhile."""
+  seen, views, errors = set(), [None] * threads, []
+  done = threading.Event()
+
+  def watch():
+    while not done.is_set():
+      seen.add(_process_wide_state())
+      time.sleep(1e-4)
+
+  def build(i):
+    try:
+      views[i] = transform_dtype.transform_views(model,
+                                                 transform_dtype.BFLOAT16)
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(e)
+
+  watcher = threading.Thread(target=watch)
+  builders = [threading.Thread(target=build, args=(i,))
+              for i in range(threads)]
+  watcher.start()
+  for t in builders:
+    t.start()
+  for t in builders:
+    t.join()
+  done.set()
+  watcher.join()
+  if errors:
+    raise errors[0]
+  return views, seen
+
+
+def test_views_change_nothing_process_wide_and_build_in_threads(codecs):
+  """Building bfloat16 views sets no global Keras policy and replaces no
+  Keras function, not even while they are built, so two threads build
+  them at once into views that compute as one built alone."""
+  f32, bf16 = codecs
+  before = _process_wide_state()
+  views, seen = _views_in_threads(f32.model, 2)
+  assert seen == {before}
+  assert _process_wide_state() == before
+  x = pad_to_multiple(tf.cast(_image(), tf.float32)[None] / 255.,
+                      f32.config.pad_multiple)
+  alone = bf16._transforms  # pylint: disable=protected-access
+  y_hat = tf.round(alone.g_a(x))
+  for view in views:
+    assert view.g_a.steps[2].conv.compute_dtype == "bfloat16"
+    assert view.g_a.steps[0].conv.compute_dtype == "float32"
+    np.testing.assert_array_equal(view.g_a(x).numpy(), alone.g_a(x).numpy())
+    np.testing.assert_array_equal(view.g_s(y_hat).numpy(),
+                                  alone.g_s(y_hat).numpy())

@@ -132,13 +132,13 @@ class Dense(ReadsWeightsAfterInputs, tf.keras.layers.Dense):
     return super().call(x)
 
 
-def layer_norm(epsilon, name=None):
+def layer_norm(epsilon, name=None, dtype=None):
   # nn.LayerNorm's epsilon is 1e-5; Keras defaults to 1e-3.
-  return LayerNorm(epsilon=epsilon, name=name)
+  return LayerNorm(epsilon=epsilon, name=name, dtype=dtype)
 
 
-def dense(units, name=None, use_bias=True):
-  return Dense(units, use_bias=use_bias, name=name)
+def dense(units, name=None, use_bias=True, dtype=None):
+  return Dense(units, use_bias=use_bias, name=name, dtype=dtype)
 
 
 def residual_add(stream, branch):

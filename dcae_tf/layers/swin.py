@@ -4,6 +4,13 @@ These follow the official `WMSA`, `ConvolutionalGLU`,
 `ResScaleConvolutionGateBlock` and `SwinBlockWithConvMulti`. All tensors are
 NHWC; feature maps must be a whole number of windows (the model pads its input
 so that they are, see `DCAEConfig.pad_multiple`).
+
+A block's or stage's own Keras dtype policy (`dtype`) is its residual
+stream's, its layer norms' and residual scales'; `branch_dtype` is its
+attention's, MLPs' and convolution's (by default the block's own), so a
+bfloat16 transform (`codec.transform_dtype`) can compute those in bfloat16
+around a float32 stream. The attention and the MLP give their own policy
+to the layers inside them.
 """
 import numpy as np
 import tensorflow as tf
@@ -114,8 +121,9 @@ class WindowAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
     self.chunk_bytes = chunk_bytes
     # None: tiled at inference, whole-map in training (`tiling`).
     self.tiled = None
-    self.qkv = base.dense(3 * dim, name="embedding_layer")
-    self.proj = base.dense(dim, name="linear")
+    self.qkv = base.dense(3 * dim, name="embedding_layer",
+                          dtype=self.dtype_policy)
+    self.proj = base.dense(dim, name="linear", dtype=self.dtype_policy)
     self._rel_index = tf.constant(_relative_position_index(window), tf.int32)
     rows, cols = _shift_masks(window)
     self._mask_rows = tf.constant(rows)
@@ -259,18 +267,22 @@ class ConvGLU(base.ReadsWeightsAfterInputs, base.TorchNamed,
 
   fc1 makes 2 x (hidden / 2) channels split into (x, v) in that order; x goes
   through a depthwise 3x3 and GELU and gates v; fc2 projects back.
+
+  Keras does not cast its input to its compute dtype: it takes the residual
+  stream as it is and normalises it before rounding (`_rows`).
   """
 
   def __init__(self, dim, hidden, out_dim=None,
                chunk_bytes=tiling.MLP_CHUNK_BYTES, **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(autocast=False, **kwargs)
     self.half = hidden // 2
     self.chunk_bytes = chunk_bytes
     # None: tiled at inference, whole-map in training (`tiling`).
     self.tiled = None
-    self.fc1 = base.dense(2 * self.half, name="fc1")
-    self.dwconv = base.DepthwiseConv2D(3, name="dwconv")
-    self.fc2 = base.dense(out_dim or dim, name="fc2")
+    self.fc1 = base.dense(2 * self.half, name="fc1", dtype=self.dtype_policy)
+    self.dwconv = base.DepthwiseConv2D(3, name="dwconv",
+                                       dtype=self.dtype_policy)
+    self.fc2 = base.dense(out_dim or dim, name="fc2", dtype=self.dtype_policy)
 
   def build(self, input_shape):
     # The Dense layers are built, never called (see `linear`); under their
@@ -348,14 +360,17 @@ class SwinBlock(base.ReadsWeightsAfterInputs, base.TorchNamed,
   learned residual scales instead of plain identity shortcuts."""
 
   def __init__(self, dim, head_dim, window, shifted, mlp_ratio, epsilon,
-               **kwargs):
+               branch_dtype=None, **kwargs):
     super().__init__(**kwargs)
-    self.ln1 = base.layer_norm(epsilon, name="ln1")
-    self.msa = WindowAttention(dim, head_dim, window, shifted, name="msa")
-    self.ln2 = base.layer_norm(epsilon, name="ln2")
-    self.mlp = ConvGLU(dim, mlp_ratio * dim, name="mlp")
-    self.res_scale_1 = base.Scale(name="res_scale_1")
-    self.res_scale_2 = base.Scale(name="res_scale_2")
+    stream = self.dtype_policy
+    branch_dtype = branch_dtype or stream
+    self.ln1 = base.layer_norm(epsilon, name="ln1", dtype=stream)
+    self.msa = WindowAttention(dim, head_dim, window, shifted, name="msa",
+                               dtype=branch_dtype)
+    self.ln2 = base.layer_norm(epsilon, name="ln2", dtype=stream)
+    self.mlp = ConvGLU(dim, mlp_ratio * dim, name="mlp", dtype=branch_dtype)
+    self.res_scale_1 = base.Scale(name="res_scale_1", dtype=stream)
+    self.res_scale_2 = base.Scale(name="res_scale_2", dtype=stream)
 
   def build(self, input_shape):
     # ln2 holds gamma and beta for fc1 (`fold_affine`): built, never
@@ -386,13 +401,16 @@ class SwinStage(base.ReadsWeightsAfterInputs, base.TorchNamed,
   """
 
   def __init__(self, dim, head_dim, window, depth, mlp_ratio, epsilon,
-               **kwargs):
+               branch_dtype=None, **kwargs):
     super().__init__(**kwargs)
+    branch_dtype = branch_dtype or self.dtype_policy
     self.blocks = [
         SwinBlock(dim, head_dim, window, shifted=bool(i % 2),
-                  mlp_ratio=mlp_ratio, epsilon=epsilon, name=f"layers_{i}")
+                  mlp_ratio=mlp_ratio, epsilon=epsilon,
+                  branch_dtype=branch_dtype, name=f"layers_{i}",
+                  dtype=self.dtype_policy)
         for i in range(depth)]
-    self.conv = base.Conv2D(dim, 3, name="conv")
+    self.conv = base.Conv2D(dim, 3, name="conv", dtype=branch_dtype)
 
   def call(self, x):
     y = x
