@@ -114,14 +114,22 @@ def to_exact(x):
   return tf.cast(tf.convert_to_tensor(x), DTYPE)
 
 
+# TensorFlow's function attribute that keeps a call a call when a graph is
+# optimised. Inlined, every call site of a shared function became its own
+# copy in one graph of 30-40 k nodes, which Grappler optimised as a whole:
+# the first call took about twice as long and later calls were slower too
+# (docs/performance.md, "Shared functions are called, not inlined"). Called,
+# each body is optimised once, on its own; the arithmetic is the same.
+NOT_INLINED = {"_noinline": True}
+
 _functions = {}
 
 
 def _shared(name, body, key, x, static_last_axis=False):
   """body(x) through one `tf.function` per (name, key): every graph calls
   it instead of holding its own copy of the ops, so an export stores each
-  once (TF inlines the calls when it optimises a graph: the arithmetic is
-  the same). x's rank is kept, and with `static_last_axis` its last size."""
+  once and TF optimises each once (`NOT_INLINED`). x's rank is kept, and
+  with `static_last_axis` its last size."""
   x = to_exact(x)
   rank = x.shape.rank
   shape = None if rank is None else [None] * rank
@@ -130,8 +138,9 @@ def _shared(name, body, key, x, static_last_axis=False):
   spec = tf.TensorSpec(shape, DTYPE)
   full_key = (name, key, None if shape is None else tuple(shape))
   if full_key not in _functions:
-    _functions[full_key] = tf.function(body, input_signature=[spec],
-                                       autograph=False)
+    _functions[full_key] = tf.function(
+        body, input_signature=[spec], autograph=False,
+        experimental_attributes=NOT_INLINED)
   return _functions[full_key](x)
 
 
