@@ -16,6 +16,7 @@ import tensorflow_compression as tfc
 from dcae_tf.layers import base
 from dcae_tf.layers import dictionary
 from dcae_tf.layers import exact
+from dcae_tf.layers import exact_functions
 
 SLICE_KERNEL = 3
 
@@ -162,7 +163,7 @@ class SliceEntropyModel(base.ReadsWeightsAfterInputs, base.TorchNamed,
 
   def lrp(self, index, support, y_q):
     out = self.lrp_nets[index](tf.concat([support, y_q], axis=-1))
-    tanh = exact.tanh if exact.active() else tf.math.tanh
+    tanh = exact_functions.tanh if exact.active() else tf.math.tanh
     return self.config.lrp_gain * tanh(out)
 
   def call(self, inputs):

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from dcae_tf.layers import exact
+from dcae_tf.layers import exact_functions
 from dcae_tf.rans import tables as rans_tables
 
 # TFC's default: the probability left to the overflow bin (both tails).
@@ -146,7 +147,7 @@ def gaussian_tables(scales, precision, tail_mass=TAIL_MASS):
   # erfc at |v| - .5 for |v| = 0 .. max L + 1, every table at once.
   v = tf.constant(np.arange(max(half) + 2), exact.DTYPE)[None]
   s = tf.constant(scales, exact.DTYPE)[:, None]
-  edges = exact.erfc((v - .5) / (s * SQRT2)).numpy()
+  edges = exact_functions.erfc((v - .5) / (s * SQRT2)).numpy()
   upper = .5 * (edges[:, :-1] - edges[:, 1:])
   pmfs = [np.concatenate([u[n:0:-1], u[:n + 1]])
           for u, n in zip(upper, half)]
@@ -169,7 +170,7 @@ def logits_cumulative(base, points):
   """
   logits = [exact.to_exact(points)]
   for i, matrix in enumerate(base._matrices):  # pylint: disable=protected-access
-    weight = exact.softplus(_weights(matrix))
+    weight = exact_functions.softplus(_weights(matrix))
     bias = _weights(base._biases[i])  # pylint: disable=protected-access
     factors = base._factors  # pylint: disable=protected-access
     out = []
@@ -179,7 +180,8 @@ def logits_cumulative(base, points):
         acc = acc + weight[:, o, j:j + 1] * logits[j]
       acc = acc + bias[:, o]
       if i < len(factors):
-        acc = acc + exact.tanh(_weights(factors[i]))[:, o] * exact.tanh(acc)
+        acc = acc + (exact_functions.tanh(_weights(factors[i]))[:, o] *
+                     exact_functions.tanh(acc))
       out.append(acc)
     logits = out
   return logits[0]
@@ -211,7 +213,8 @@ def _bin_mass(lower, upper):
   cancellation near 1); a bin centred on 0 is not mirrored."""
   sign = tf.where(lower + upper > 0., tf.constant(-1., exact.DTYPE),
                   tf.constant(1., exact.DTYPE))
-  return tf.abs(exact.sigmoid(sign * upper) - exact.sigmoid(sign * lower))
+  return tf.abs(exact_functions.sigmoid(sign * upper) -
+                exact_functions.sigmoid(sign * lower))
 
 
 def factorized_tables(hyperprior, precision, tail_mass=TAIL_MASS):
@@ -237,7 +240,8 @@ def factorized_tables(hyperprior, precision, tail_mass=TAIL_MASS):
   rows = np.arange(len(first))
   below = tf.gather_nd(edges, np.stack([rows, first + Z_RANGE], 1))
   above = tf.gather_nd(edges, np.stack([rows, last + Z_RANGE + 1], 1))
-  overflows = (exact.sigmoid(below) + exact.sigmoid(-above)).numpy()
+  overflows = (exact_functions.sigmoid(below) +
+               exact_functions.sigmoid(-above)).numpy()
   pmfs = [m[lo:hi + 1] for m, lo, hi in zip(mass, first + Z_RANGE,
                                             last + Z_RANGE)]
   return _tables(pmfs, overflows, first, precision)

@@ -77,7 +77,7 @@ def _policies(source, float32_steps):
   stream stays float32 between them (the transform, its blocks and stages,
   residual scales and layer norms: `base.residual_add`): rounding it to
   bfloat16 after every block compounded through the transform. The MLP
-  takes the float32 stream (`swin.ConvGLU`), so its layer norm (folded into
+  takes the float32 stream (`mlp.ConvGLU`), so its layer norm (folded into
   it) subtracts the mean before rounding to bfloat16. The layer norms also
   read their gamma and beta as float32 this way, which a float16-stored
   weight (an AutoCastVariable) needs: Keras's layer norm never autocasts

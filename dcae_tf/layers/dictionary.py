@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from dcae_tf.layers import base
 from dcae_tf.layers import exact
-from dcae_tf.layers import swin
+from dcae_tf.layers import exact_functions
+from dcae_tf.layers import mlp
 
 
 class SpatialAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
@@ -23,7 +24,7 @@ class SpatialAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
     if exact.active():
       pooled = tf.concat([exact.reduce_mean(x, -1),
                           tf.reduce_max(x, -1, keepdims=True)], axis=-1)
-      return exact.sigmoid(self.conv1(pooled))
+      return exact_functions.sigmoid(self.conv1(pooled))
     pooled = tf.concat([tf.reduce_mean(x, -1, keepdims=True),
                         tf.reduce_max(x, -1, keepdims=True)], axis=-1)
     return tf.sigmoid(self.conv1(pooled))
@@ -118,7 +119,7 @@ class DictionaryCrossAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
     self.k = base.dense(dim, name="k")
     self.linear = base.dense(dim, name="linear")
     self.ln_mlp = base.layer_norm(eps, name="ln_mlp")
-    self.mlp = swin.ConvGLU(dim, c.dict_mlp_ratio * dim, name="mlp")
+    self.mlp = mlp.ConvGLU(dim, c.dict_mlp_ratio * dim, name="mlp")
     self.output_trans = base.dense(out_channels, name="output_trans")
     self.res_scale_1 = base.Scale(name="res_scale_1")
     self.res_scale_2 = base.Scale(name="res_scale_2")
@@ -146,7 +147,8 @@ class DictionaryCrossAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
       q = tf.transpose(q, (0, 2, 1, 3))
       sim = exact.matmul(q, tf.transpose(k, (1, 2, 0))[None])
       sim *= exact.to_exact(self.scale)[None]
-      out = exact.softmax_matmul(sim, tf.transpose(v, (1, 0, 2))[None])
+      out = exact_functions.softmax_matmul(
+          sim, tf.transpose(v, (1, 0, 2))[None])
       out = tf.transpose(out, (0, 2, 1, 3))
     else:
       sim = tf.einsum("bnec,dec->bend", q, k) * self.scale[None]
