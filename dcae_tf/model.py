@@ -110,8 +110,20 @@ class DCAE(base.ReadsWeightsAfterInputs, base.TorchNamed, tf.keras.Model):
     """g_s, cropped back to the image size, float32."""
     return _float32(self.g_s(y_hat))[:, :height, :width, :]
 
-  def call(self, x, training=False, deterministic=False,
-           return_intermediates=False):
+  def rate_point(self, value, quantized, training):
+    """Where the rate terms evaluate a latent's likelihood.
+
+    Training: `value` plus uniform noise in [-0.5, 0.5), the differentiable
+    stand-in for quantisation of the official training. Otherwise
+    `quantized`, the value as the codec codes it. (The training tests that
+    compare runs step for step override it to always return `quantized`,
+    which leaves no randomness in a step.)
+    """
+    if training:
+      return value + tf.random.uniform(tf.shape(value), -.5, .5)
+    return quantized
+
+  def call(self, x, training=False, return_intermediates=False):
     """Runs the model and estimates the rate.
 
     Args:
@@ -119,8 +131,6 @@ class DCAE(base.ReadsWeightsAfterInputs, base.TorchNamed, tf.keras.Model):
       training: uniform noise stands in for quantisation in the rate terms
         (the reconstruction path always uses straight-through rounding, as
         the official forward). False: round around the means / medians.
-      deterministic: with training=True, use straight-through rounding in the
-        rate terms too (no randomness; for reproducible tests).
       return_intermediates: also return the tensors under the names of the
         reference fixtures (`y`, `z`, `z_hat`, `latent_scales`,
         `latent_means`, `dict_info_i`, `mu_i`, `scale_i`, `lrp_i`, `y_hat`,
@@ -133,16 +143,11 @@ class DCAE(base.ReadsWeightsAfterInputs, base.TorchNamed, tf.keras.Model):
     x = tf.convert_to_tensor(x, tf.float32)
     shape = tf.shape(x)
     height, width = shape[1], shape[2]
-    noisy = training and not deterministic
-
-    def perturb(v, v_hat):
-      if noisy:
-        return v + tf.random.uniform(tf.shape(v), -.5, .5)
-      return v_hat
 
     y, z = self.analysis(x)
     z_hat = self.hyperprior.quantize(z)
-    z_likelihoods = self.hyperprior.likelihood(perturb(z, z_hat))
+    z_likelihoods = self.hyperprior.likelihood(
+        self.rate_point(z, z_hat, training))
     latent_scales, latent_means = self.hyper_synthesis(z_hat)
 
     y_slices = tf.split(y, self.config.num_slices, axis=-1)
@@ -153,7 +158,7 @@ class DCAE(base.ReadsWeightsAfterInputs, base.TorchNamed, tf.keras.Model):
       # `ste_round`), so the forward pass quantises exactly as the codec.
       y_q = tfc.round_st(y_slices[i] - mu) + mu
       y_likelihoods.append(entropy.y_likelihood(
-          self.config, perturb(y_slices[i], y_q), mu, scale))
+          self.config, self.rate_point(y_slices[i], y_q, training), mu, scale))
       return y_q
 
     record = {} if return_intermediates else None

@@ -83,7 +83,7 @@ ZOO_CONFIG = training.TrainConfig(
     clip_norm=1.0, checkpoint_every=250, keep_checkpoints=2,
     validate_every=500, log_every=50, strategy="default", logical_cpus=0,
     init_from="saved_models/dcae-small-mse-0018", precision=None, seed=0,
-    small_images="skip", deterministic=False, verbose=True)
+    small_images="skip", verbose=True)
 
 
 def test_every_config_field_is_a_flag_with_the_same_default():
@@ -92,7 +92,7 @@ def test_every_config_field_is_a_flag_with_the_same_default():
   values = flags.FlagValues()
   training.define_flags(values)
   fields = {f.name: f for f in dataclasses.fields(training.TrainConfig)}
-  library_only = {"deterministic", "verbose"}
+  library_only = {"verbose"}
   assert set(values) == set(fields) - library_only
   for name in values:
     assert values[name].help, name

@@ -30,16 +30,17 @@ def test_mirrored_two_devices_match_one_device(tmp_path, images, precision):
   its own partial gradient. The Adam moments are compared too: they reveal a
   wrongly scaled or unsummed gradient that Adam's normalized update hides.
 
-  One step, not several: rates use straight-through rounding here, and a
-  freshly initialized model has latents of magnitude ~1e3, so the 1e-7
-  relative differences of batch-4 vs batch-2 convolutions flip a few
-  roundings; from the second step on the runs then legitimately diverge
+  The step has no randomness to differ by: the rates read the rounded
+  latents instead of noisy ones (the runner's `round_rates`). One step, not
+  several: a freshly initialized model has latents of magnitude ~1e3, so
+  the 1e-7 relative differences of batch-4 vs batch-2 convolutions flip a
+  few roundings; from the second step on the runs then legitimately diverge
   (measured 2026-11-26: step-1 weights within 3e-5·lr, step-2 within
   0.4·lr, step-3 loss 0.6 % apart).
   """
   train_glob, _ = images
   lr = 1e-3
-  common = dict(steps=1, deterministic=True, clip_norm=0.05,
+  common = dict(steps=1, round_rates=True, clip_norm=0.05,
                 learning_rate=lr, checkpoint_every=1000, precision=precision)
   procs, logs, dumps = [], [], []
   for name, cpus, strategy in (("one", 0, "default"),
@@ -54,6 +55,7 @@ def test_mirrored_two_devices_match_one_device(tmp_path, images, precision):
   assert "over 2 replica(s)" in open(logs[1]).read()
   (one, one_meta), (two, two_meta) = map(load_dump, dumps)
   assert one_meta["step"] == two_meta["step"] == 1
+  assert one_meta["model_class"] == two_meta["model_class"] == "RoundingDCAE"
   for key in ("loss", "bpp", "mse", "grad_norm"):
     assert one_meta["train"][key] == pytest.approx(two_meta["train"][key],
                                                    rel=1e-5)

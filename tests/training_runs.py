@@ -29,7 +29,10 @@ LOG_TAIL_CHARS = 3000
 
 # Runs training.train(TrainConfig(**json)) in a fresh process, optionally
 # over N logical CPU devices (must be set before TF initializes), and dumps
-# the model and optimizer variables.
+# the model and optimizer variables. With "round_rates", the run's model is
+# a DCAE whose rate terms read the rounded latents instead of noisy ones
+# (`DCAE.rate_point`), so that a step has no randomness: runs that must take
+# the same step compare exactly.
 RUNNER = r"""
 import json, sys
 import numpy as np
@@ -37,13 +40,20 @@ import tensorflow as tf
 args = json.loads(sys.argv[1])
 cpus = args.pop("logical_cpus", 0)
 dump = args.pop("dump", None)
+round_rates = args.pop("round_rates", False)
 if cpus:
   tf.config.set_logical_device_configuration(
       tf.config.list_physical_devices("CPU")[0],
       [tf.config.LogicalDeviceConfiguration()] * cpus)
 from absl import logging
 logging.set_verbosity(logging.INFO)  # The run's log lines, as bin/train.py.
+from dcae_tf import model as model_lib
 from dcae_tf import training
+if round_rates:
+  class RoundingDCAE(model_lib.DCAE):
+    def rate_point(self, value, quantized, training):
+      return quantized
+  model_lib.DCAE = RoundingDCAE  # The class training.state builds.
 result = training.train(training.TrainConfig(**args))
 if dump:
   values = [v.numpy() for v in result.model.weights]
@@ -51,6 +61,7 @@ if dump:
   np.savez(dump, *values)
   with open(dump + ".json", "w") as f:
     json.dump({"step": result.step, "train": result.train_metrics,
+               "model_class": type(result.model).__name__,
                "num_weights": len(result.model.weights),
                "optimizer_variables": [v.name for v in
                                        result.optimizer.variables]}, f)

@@ -118,9 +118,6 @@ class TrainConfig:
   small_images: str = flag(
       "skip", "Images smaller than the crop: skip them, or pad (symmetric).",
       lambda: data_lib.SMALL_IMAGE_POLICIES)
-  # Straight-through rounding instead of uniform noise in the rate terms
-  # (DCAE.call(deterministic=True)): only for reproducibility tests.
-  deterministic: bool = False
   # Progress bar on a terminal (bin/train.py: always).
   verbose: bool = True
 
@@ -147,7 +144,7 @@ class TrainConfig:
     if not self.clip_norm >= 0:
       raise ValueError("clip_norm must be >= 0 (0 disables clipping)")
     if self.metric == "ms-ssim":
-      losses_lib.ms_ssim_power_factors(self.crop_size)  # Raises if too small.
+      losses_lib.ms_ssim_loss_scales(self.crop_size)  # Raises if too small.
     config_lib.get_config(self.preset)  # Raises for an unknown preset.
     if self.precision is not None:
       model_lib.check_precision(self.precision)

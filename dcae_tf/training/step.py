@@ -45,14 +45,6 @@ class StepDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
                 factor=self.factor)
 
 
-def model_outputs(model, x, training, deterministic=False):
-  """The forward pass; `deterministic` (tests only) rounds straight-through
-  instead of adding noise in the rate terms of a training pass."""
-  if deterministic and training:
-    return model(x, training=True, deterministic=True)
-  return model(x, training=training)
-
-
 def make_train_step(state, strategy, loss_fn, cfg):
   """A tf.function(iterator) -> metrics summed over replicas; one step.
 
@@ -67,7 +59,7 @@ def make_train_step(state, strategy, loss_fn, cfg):
 
   def replica_step(x):
     with tf.GradientTape() as tape:
-      metrics = loss_fn(x, model_outputs(model, x, True, cfg.deterministic))
+      metrics = loss_fn(x, model(x, training=True))
       loss = tf.nn.compute_average_loss(metrics["loss"],
                                         global_batch_size=global_batch)
       if model.losses:
@@ -111,7 +103,7 @@ def make_eval_step(model, loss_fn, crop_size):
   @tf.function(input_signature=[
       tf.TensorSpec([None, crop_size, crop_size, 3], tf.float32)])
   def eval_step(x):
-    out = model_outputs(model, x, training=False)
+    out = model(x, training=False)
     metrics = loss_fn(x, out)
     return metrics, tf.clip_by_value(out["x_hat"], 0.0, 1.0)
   return eval_step
