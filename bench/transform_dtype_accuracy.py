@@ -37,7 +37,7 @@ import tensorflow as tf  # noqa: E402
 import machine  # noqa: E402
 import zoo_inputs  # noqa: E402
 from dcae_tf.codec import core  # noqa: E402
-from dcae_tf.codec import transform_dtype  # noqa: E402
+from dcae_tf.codec import metadata as metadata_lib  # noqa: E402
 from dcae_tf.evaluation import metrics  # noqa: E402
 from dcae_tf.runtime import weights_source  # noqa: E402
 
@@ -51,7 +51,7 @@ def codecs_of(path):
   return tuple(
       core.codec_from_model(model, meta, weight_dtype=meta["weight_dtype"],
                             transform_dtype=dtype)
-      for dtype in (transform_dtype.FLOAT32, transform_dtype.BFLOAT16))
+      for dtype in (metadata_lib.FLOAT32, metadata_lib.BFLOAT16))
 
 
 def measure(f32, bf16, image):

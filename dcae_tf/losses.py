@@ -17,9 +17,11 @@ import tensorflow as tf
 METRICS = ("mse", "ms-ssim")
 # The official MSE loss multiplies by 255**2 (distortion in 8-bit units).
 MSE_SCALE = 255.0 ** 2
-# tf.image.ssim_multiscale defaults (Wang et al. 2003 weights, 11x11 window).
-MS_SSIM_POWER_FACTORS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+# tf.image.ssim_multiscale defaults (Wang et al. 2003 weights, 11x11
+# Gaussian window of sigma 1.5), for the loss and the evaluation metric.
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_FILTER_SIZE = 11
+MS_SSIM_FILTER_SIGMA = 1.5
 # PSNR of images in [0, 1].
 MAX_VAL = 1.0
 # Keeps PSNR finite for a perfect reconstruction.
@@ -41,37 +43,39 @@ def ms_ssim_scales(size, filter_size=MS_SSIM_FILTER_SIZE):
   """How many MS-SSIM scales an image with shortest side `size` supports
   (0 if none)."""
   scales = 0
-  while (scales < len(MS_SSIM_POWER_FACTORS) and
+  while (scales < len(MS_SSIM_WEIGHTS) and
          size >= min_side_for_scales(scales + 1, filter_size)):
     scales += 1
   return scales
 
 
 def ms_ssim_weights(num_scales):
-  """The power factors of `num_scales` scales: the standard five, or the
-  first ones renormalised to sum to one."""
-  if not 1 <= num_scales <= len(MS_SSIM_POWER_FACTORS):
-    raise ValueError(f"num_scales must be in 1..{len(MS_SSIM_POWER_FACTORS)}"
+  """The weights (`power_factors` of tf.image.ssim_multiscale) of
+  `num_scales` scales: the standard five, or the first ones renormalised to
+  sum to one."""
+  if not 1 <= num_scales <= len(MS_SSIM_WEIGHTS):
+    raise ValueError(f"num_scales must be in 1..{len(MS_SSIM_WEIGHTS)}"
                      f", got {num_scales}")
-  factors = MS_SSIM_POWER_FACTORS[:num_scales]
-  if num_scales < len(MS_SSIM_POWER_FACTORS):
+  factors = MS_SSIM_WEIGHTS[:num_scales]
+  if num_scales < len(MS_SSIM_WEIGHTS):
     total = sum(factors)
     factors = tuple(f / total for f in factors)
   return factors
 
 
-def ms_ssim_power_factors(size):
-  """Default power factors, truncated and renormalized for small images.
+def ms_ssim_loss_scales(size):
+  """How many MS-SSIM scales the loss uses on images with shortest side
+  `size`: `ms_ssim_scales`, at least two.
 
   Raises:
-    ValueError: if the image is too small for even two scales.
+    ValueError: if the image is too small for two scales.
   """
   scales = ms_ssim_scales(size)
   if scales < 2:
     raise ValueError(
         f"MS-SSIM needs images of at least {min_side_for_scales(2)} px per "
         f"side; got {size}")
-  return ms_ssim_weights(scales)
+  return scales
 
 
 def ms_ssim(x, x_hat, max_val=MAX_VAL):
@@ -79,14 +83,16 @@ def ms_ssim(x, x_hat, max_val=MAX_VAL):
   size = min(x.shape[1], x.shape[2])
   if size is None:
     raise ValueError("MS-SSIM needs a static image size (crop size)")
-  factors = ms_ssim_power_factors(size)
-  if len(factors) < len(MS_SSIM_POWER_FACTORS):
+  scales = ms_ssim_loss_scales(size)
+  if scales < len(MS_SSIM_WEIGHTS):
     logging.log_first_n(
         logging.WARNING,
         "MS-SSIM on %dpx images uses %d of %d scales (renormalized weights)",
-        1, size, len(factors), len(MS_SSIM_POWER_FACTORS))
-  return tf.image.ssim_multiscale(x, x_hat, max_val, power_factors=factors,
-                                  filter_size=MS_SSIM_FILTER_SIZE)
+        1, size, scales, len(MS_SSIM_WEIGHTS))
+  return tf.image.ssim_multiscale(x, x_hat, max_val,
+                                  power_factors=ms_ssim_weights(scales),
+                                  filter_size=MS_SSIM_FILTER_SIZE,
+                                  filter_sigma=MS_SSIM_FILTER_SIGMA)
 
 
 def psnr_from_mse(mse, max_val=MAX_VAL):

@@ -100,7 +100,7 @@ def test_msssim_scales_and_db():
   assert metrics.msssim_scales(161, 161) == 5
   assert metrics.msssim_scales(160, 400) == 4
   for scales in range(1, 6):
-    side = metrics.min_side_for_scales(scales)
+    side = losses.min_side_for_scales(scales)
     assert metrics.msssim_scales(side, side) == scales
     assert metrics.msssim_scales(side - 1, side) == scales - 1
   assert metrics.msssim_scales(64, 96) == 3
@@ -156,7 +156,7 @@ def test_msssim_matches_references_at_every_scale_count(wrong, monkeypatch):
   if wrong is None:
     _check_msssim_against_references()
     return
-  monkeypatch.setattr(metrics, "msssim_weights",
+  monkeypatch.setattr(losses, "ms_ssim_weights",
                       msssim_reference.WRONG_WEIGHTS[wrong])
   with pytest.raises(AssertionError):
     _check_msssim_against_references()

@@ -204,10 +204,11 @@ def test_float16_weight_export_is_half_size_and_exact(tmp_path):
   # pylint: disable=import-outside-toplevel
   from dcae_tf.codec import DCAECodec
   from dcae_tf.model import DCAE
+  from dcae_tf.codec import metadata as metadata_lib
   from dcae_tf.codec import weights
   model = DCAE("tiny").build_weights()
   full = DCAECodec(model, name="tiny")
-  half = DCAECodec(weights.with_weight_dtype(model, weights.FLOAT16),
+  half = DCAECodec(weights.with_weight_dtype(model, metadata_lib.FLOAT16),
                    name="tiny")
   assert full.metadata["weight_dtype"] == "float32"
   assert half.metadata["weight_dtype"] == "float16"

@@ -10,6 +10,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.eager import context
 
+from dcae_tf.runtime import layout
 from dcae_tf.runtime import signatures as saved_signatures
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +65,7 @@ def _save(directory, scale):
 
 
 def _function_names(directory):
-  with open(os.path.join(directory, saved_signatures.SAVED_MODEL_FILENAME),
+  with open(os.path.join(directory, layout.SAVED_MODEL_FILENAME),
             "rb") as f:
     library = saved_model_pb2.SavedModel.FromString(
         f.read()).meta_graphs[0].graph_def.library
@@ -151,15 +152,15 @@ def test_refuses_wrong_inputs(saved):
 def test_refuses_what_is_not_a_saved_model(tmp_path, saved):
   with pytest.raises(saved_signatures.SavedModelError, match="cannot read"):
     saved_signatures.SavedSignatures(str(tmp_path))
-  (tmp_path / saved_signatures.SAVED_MODEL_FILENAME).write_bytes(
+  (tmp_path / layout.SAVED_MODEL_FILENAME).write_bytes(
       b"\x0a\xff\xff\xff\xff garbage")
   with pytest.raises(saved_signatures.SavedModelError, match="not a SavedModel"):
     saved_signatures.SavedSignatures(str(tmp_path))
   # A graph without its variables.
   broken = tmp_path / "broken"
   broken.mkdir()
-  (broken / saved_signatures.SAVED_MODEL_FILENAME).write_bytes(
-      open(os.path.join(saved[0], saved_signatures.SAVED_MODEL_FILENAME),
+  (broken / layout.SAVED_MODEL_FILENAME).write_bytes(
+      open(os.path.join(saved[0], layout.SAVED_MODEL_FILENAME),
            "rb").read())
   with pytest.raises(saved_signatures.SavedModelError,
                      match="cannot read the variables"):

@@ -26,7 +26,6 @@ from dcae_tf import export
 from dcae_tf import zoo
 from dcae_tf.evaluation import anchors
 from dcae_tf.evaluation import metrics
-from dcae_tf.evaluation import model_card
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, "saved_models")
@@ -65,8 +64,8 @@ def test_models_are_shipped_within_the_size_budget():
               for d, _, files in os.walk(SHIPPED) for f in files)
   assert total < MAX_TOTAL_BYTES, f"{total / 2 ** 20:.1f} MiB shipped"
   for name in SHIPPED_MODELS:
-    card = model_card.read_card(os.path.join(SHIPPED, name))
-    assert card is not None, f"{name} has no {model_card.JSON_FILE}"
+    card = zoo.read_card(os.path.join(SHIPPED, name))
+    assert card is not None, f"{name} has no {zoo.MODEL_CARD_FILE}"
     assert card["evaluation"]["num_images"] >= 1
     lo, hi = card["bpp_range"]
     assert 0 < lo <= hi

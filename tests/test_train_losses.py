@@ -48,12 +48,13 @@ def test_ms_ssim_small_crops_use_fewer_scales():
   assert losses.ms_ssim_scales(160) == 4
   assert losses.ms_ssim_scales(128) == 4
   assert losses.ms_ssim_scales(64) == 3
-  factors = losses.ms_ssim_power_factors(128)
+  assert losses.ms_ssim_loss_scales(128) == 4
+  factors = losses.ms_ssim_weights(4)
   assert len(factors) == 4 and math.isclose(sum(factors), 1.0)
   x = tf.random.stateless_uniform([1, 128, 128, 3], seed=[7, 8])
   np.testing.assert_allclose(losses.ms_ssim(x, x), [1.0], rtol=1e-6)
   with pytest.raises(ValueError, match="at least 21 px"):
-    losses.ms_ssim_power_factors(16)
+    losses.ms_ssim_loss_scales(16)
 
 
 def _check_ms_ssim_loss_against_references():

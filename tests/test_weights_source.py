@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from dcae_tf import export
 from dcae_tf.codec import DCAECodec, codec_from_model
+from dcae_tf.codec import metadata as metadata_lib
 from dcae_tf.codec import weights
 from dcae_tf.model import DCAE
 from dcae_tf.runtime import layout
@@ -16,7 +17,7 @@ from tests.images import smooth_image
 
 
 @pytest.fixture(name="exported", scope="module",
-                params=[weights.FLOAT16, weights.FLOAT32])
+                params=[metadata_lib.FLOAT16, metadata_lib.FLOAT32])
 def fixture_exported(request, tmp_path_factory):
   """(model folder, its codec, a bitstream of it) per storage dtype."""
   tf.keras.utils.set_random_seed(5)

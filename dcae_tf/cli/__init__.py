@@ -8,11 +8,10 @@ import sys
 from absl import app
 
 from dcae_tf.cli.args import parse_args
-from dcae_tf.cli.models import get_codec
 from dcae_tf.cli.output import (
     EXIT_FAILURE, EXIT_INTERRUPTED, CliError, debug, one_line, show_error)
 
-__all__ = ["CliError", "get_codec", "main", "parse_args", "run_main"]
+__all__ = ["CliError", "main", "parse_args", "run_main"]
 
 
 def main(args):

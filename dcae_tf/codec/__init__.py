@@ -19,10 +19,9 @@ such as `dcae_tf.codec.container` does not import TensorFlow.
 import importlib
 
 # Names of `core`, importable from the package.
-_CORE_NAMES = ("DCAECodec", "codec_from_checkpoint", "codec_from_model", "weights_fingerprint",
-               "z_entropy_model", "NUMERICS_VERSION",
-               "RANGE_CODER_PRECISION", "PIXEL_MAX", "DEFAULT_MAX_PIXELS",
-               "TRAINING_METADATA")
+_CORE_NAMES = ("DCAECodec", "codec_from_checkpoint", "codec_from_model",
+               "weights_fingerprint", "z_entropy_model", "NUMERICS_VERSION",
+               "RANGE_CODER_PRECISION", "PIXEL_MAX")
 __all__ = list(_CORE_NAMES)
 
 

@@ -10,10 +10,10 @@ import os
 import tensorflow as tf
 
 from dcae_tf import config as config_lib
+from dcae_tf import losses
 from dcae_tf.model import DCAE
 
 META_FILE = "model.json"
-METRICS = ("mse", "ms-ssim")
 
 
 def write_meta(directory, meta):
@@ -36,8 +36,9 @@ def read_meta(directory):
 
 
 def make_meta(config, lmbda=None, metric="mse", step=0, **extra):
-  if metric not in METRICS:
-    raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
+  if metric not in losses.METRICS:
+    raise ValueError(f"metric must be one of {losses.METRICS}, "
+                     f"not {metric!r}")
   return dict(preset=config.name, config=config.to_dict(), lmbda=lmbda,
               metric=metric, step=int(step), **extra)
 

@@ -5,18 +5,20 @@ Both metrics take two uint8 RGB images of the same shape [H, W, 3] (values
 
 * PSNR = 10 log10(255^2 / MSE), MSE over every pixel and channel.
   Identical images give +inf.
-* MS-SSIM with `tf.image.ssim_multiscale(max_val=255)` (Gaussian window 11,
-  sigma 1.5, the five weights of Wang et al. 2003), and its dB form
-  -10 log10(1 - MS-SSIM), which is what DCAE's paper plots.
+* MS-SSIM with `tf.image.ssim_multiscale(max_val=255)` and the training
+  loss's window and weights (`losses`: Gaussian window 11, sigma 1.5, the
+  five weights of Wang et al. 2003), and its dB form -10 log10(1 - MS-SSIM),
+  which is what DCAE's paper plots.
 
 Small images. Every MS-SSIM scale halves the image (rounding up) and the
-Gaussian window needs at least `MSSSIM_FILTER_SIZE` pixels in both
+Gaussian window needs at least `losses.MS_SSIM_FILTER_SIZE` pixels in both
 directions, so the standard five scales need a shortest side of
-10 * 2^4 + 1 = 161 pixels (`min_side_for_scales(5)`; the same limit as
-pytorch_msssim, which the official DCAE evaluation uses). For a smaller image we use
-the largest number of scales that fits and the first weights of the standard
-set, renormalised to sum to one (`losses.ms_ssim_weights`, as training does) (for a 64 x 96 image: three scales). That keeps
-MS-SSIM in [0, 1] and keeps the coarsest-scale structure term, instead of
+10 * 2^4 + 1 = 161 pixels (`losses.min_side_for_scales(5)`; the same limit
+as pytorch_msssim, which the official DCAE evaluation uses). For a smaller
+image we use the largest number of scales that fits (for a 64 x 96 image:
+three) and the first weights of the standard set, renormalised to sum to
+one (`losses.ms_ssim_weights`, as training does). That keeps MS-SSIM in
+[0, 1] and keeps the coarsest-scale structure term, instead of
 failing; the number of scales used is reported next to the value
 (`msssim_scales`) and a `SmallImageWarning` is raised once per image size.
 An image with a side below 11 pixels has no MS-SSIM: NaN (and a warning).
@@ -31,12 +33,6 @@ from dcae_tf import losses
 
 # Dynamic range of 8-bit images.
 MAX_VALUE = 255.0
-# tf.image.ssim_multiscale defaults (Wang et al. 2003), as in training.
-MSSSIM_FILTER_SIZE = losses.MS_SSIM_FILTER_SIZE
-MSSSIM_FILTER_SIGMA = 1.5
-MSSSIM_WEIGHTS = losses.MS_SSIM_POWER_FACTORS
-min_side_for_scales = losses.min_side_for_scales
-msssim_weights = losses.ms_ssim_weights
 
 
 class SmallImageWarning(UserWarning):
@@ -86,21 +82,23 @@ def msssim_with_scales(original, reconstruction):
   original, reconstruction = _check_pair(original, reconstruction)
   height, width = original.shape[:2]
   scales = msssim_scales(height, width)
-  if scales < len(MSSSIM_WEIGHTS) and (height, width) not in _warned_shapes:
+  if (scales < len(losses.MS_SSIM_WEIGHTS)
+      and (height, width) not in _warned_shapes):
     _warned_shapes.add((height, width))
     if scales == 0:
       detail = "MS-SSIM is NaN"
     else:
       detail = (f"using {scales} scales with renormalised weights "
-                f"(five need a side >= {min_side_for_scales(5)})")
+                f"(five need a side >= {losses.min_side_for_scales(5)})")
     warnings.warn(f"image {height}x{width} is too small for 5-scale MS-SSIM; "
                   f"{detail}", SmallImageWarning, stacklevel=2)
   if scales == 0:
     return math.nan, 0
   value = tf.image.ssim_multiscale(
       tf.constant(original, tf.float32), tf.constant(reconstruction, tf.float32),
-      max_val=MAX_VALUE, power_factors=msssim_weights(scales),
-      filter_size=MSSSIM_FILTER_SIZE, filter_sigma=MSSSIM_FILTER_SIGMA)
+      max_val=MAX_VALUE, power_factors=losses.ms_ssim_weights(scales),
+      filter_size=losses.MS_SSIM_FILTER_SIZE,
+      filter_sigma=losses.MS_SSIM_FILTER_SIGMA)
   return float(value.numpy()), scales
 
 

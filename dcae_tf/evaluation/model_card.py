@@ -15,9 +15,6 @@ from dcae_tf.codec import metadata as metadata_lib
 from dcae_tf.evaluation import models as models_lib
 from dcae_tf.evaluation import report
 
-JSON_FILE = zoo.MODEL_CARD_FILE
-MARKDOWN_FILE = zoo.MODEL_CARD_MARKDOWN_FILE
-
 
 def _model_rows(results, setting):
   return [m for m in results["per_image"] if m.setting == setting]
@@ -155,5 +152,3 @@ def write_model_cards(results, model_specs, command):
     written += [json_path, md_path]
   return written
 
-
-read_card = zoo.read_card

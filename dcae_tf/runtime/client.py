@@ -18,13 +18,12 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from dcae_tf.codec import warmup
 from dcae_tf.runtime import contract
 from dcae_tf.runtime import tensors
 
 # Compressing a large image with the paper model on a CPU takes a while.
 DEFAULT_TIMEOUT_SECONDS = 120.0
-DEFAULT_MAX_MESSAGE_BYTES = contract.DEFAULT_MAX_MESSAGE_BYTES
-SIGNATURE_DEF_FIELD = "signature_def"
 
 
 class ServingError(ValueError):
@@ -63,7 +62,7 @@ class ServingClient:
 
   def __init__(self, host, port, model_name, version=None,
                timeout=DEFAULT_TIMEOUT_SECONDS,
-               max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES):
+               max_message_bytes=contract.DEFAULT_MAX_MESSAGE_BYTES):
     self.host, self.port = host, int(port)
     self.model_name = model_name
     self.version = version
@@ -110,7 +109,7 @@ class ServingClient:
   def compress(self, image):
     """uint8 HxWx3 numpy array -> bitstream bytes."""
     contract.check_image(image)
-    outputs = self.predict(contract.COMPRESS,
+    outputs = self.predict(warmup.COMPRESS,
                            {contract.IMAGE: tensors.image_proto(image)})
     return _output(outputs, contract.BITSTREAM_BYTES).item()
 
@@ -120,7 +119,7 @@ class ServingClient:
       raise ValueError(
           f"bitstream must be bytes, got {type(bitstream).__name__}")
     outputs = self.predict(
-        contract.DECOMPRESS,
+        warmup.DECOMPRESS,
         {contract.BITSTREAM: tensors.string_proto(bitstream)})
     # Copy: an array over the response's bytes would be read-only.
     return _output(outputs, contract.IMAGE).copy()
@@ -149,10 +148,12 @@ class ServingClient:
       "outputs": {...}}}, "codec": metadata dict}.
     """
     request = get_model_metadata_pb2.GetModelMetadataRequest(
-        model_spec=self._model_spec(), metadata_field=[SIGNATURE_DEF_FIELD])
+        model_spec=self._model_spec(),
+        metadata_field=[contract.SIGNATURE_DEF_FIELD])
     response = self._call(self._predict.GetModelMetadata, request)
     signature_map = get_model_metadata_pb2.SignatureDefMap()
-    if not response.metadata[SIGNATURE_DEF_FIELD].Unpack(signature_map):
+    field = response.metadata[contract.SIGNATURE_DEF_FIELD]
+    if not field.Unpack(signature_map):
       raise ServingError(grpc.StatusCode.INTERNAL,
                          "metadata response holds no SignatureDefMap",
                          self.target)

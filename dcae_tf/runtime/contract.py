@@ -47,6 +47,9 @@ JSON = "json"
 IMAGE_CHANNELS = 3
 # Room in a gRPC message for what is not pixels (protobuf framing, names).
 MESSAGE_OVERHEAD_BYTES = 1 << 20
+# The one metadata field GetModelMetadata serves (TF Serving's model server
+# and ours): the export's signatures.
+SIGNATURE_DEF_FIELD = "signature_def"
 # Server and client: an image of the default pixel limit fits one message.
 DEFAULT_MAX_MESSAGE_BYTES = (DEFAULT_MAX_PIXELS * IMAGE_CHANNELS +
                              MESSAGE_OVERHEAD_BYTES)

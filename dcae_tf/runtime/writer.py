@@ -19,11 +19,12 @@ import tempfile
 
 import tensorflow as tf
 
+from dcae_tf.codec.warmup import COMPRESS, DECOMPRESS
 from dcae_tf.runtime import layout
 from dcae_tf.runtime import warmup_file
 from dcae_tf.runtime.contract import (
-    BITSTREAM, BITSTREAM_BYTES, COMPRESS, DECOMPRESS, ESTIMATED_BITS, IMAGE,
-    IMAGE_CHANNELS, JSON, METADATA, RECONSTRUCT)
+    BITSTREAM, BITSTREAM_BYTES, ESTIMATED_BITS, IMAGE, IMAGE_CHANNELS, JSON,
+    METADATA, RECONSTRUCT)
 from dcae_tf.runtime.layout import ExportError
 
 # The export module's attribute holding `codec.variables`, in order (its

@@ -20,8 +20,6 @@ from dcae_tf.codec.errors import error_message
 from dcae_tf.runtime import contract
 from dcae_tf.runtime import tensors
 
-SIGNATURE_DEF_FIELD = "signature_def"
-
 
 class RequestError(Exception):
   """A request the server refuses; carries the gRPC status code."""
@@ -153,17 +151,17 @@ class CodecService(prediction_service_pb2_grpc.PredictionServiceServicer,
     fields = list(request.metadata_field)
     if not fields:
       raise _invalid(f"metadata_field is empty; the supported field is "
-                     f"{SIGNATURE_DEF_FIELD!r}")
+                     f"{contract.SIGNATURE_DEF_FIELD!r}")
     for field in fields:
-      if field != SIGNATURE_DEF_FIELD:
+      if field != contract.SIGNATURE_DEF_FIELD:
         raise _invalid(f"metadata field {field!r} is not supported; the "
-                       f"supported field is {SIGNATURE_DEF_FIELD!r}")
+                       f"supported field is {contract.SIGNATURE_DEF_FIELD!r}")
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     for key, value in servable.signature_defs.items():
       signature_map.signature_def[key].CopyFrom(value)
     response = get_model_metadata_pb2.GetModelMetadataResponse(
         model_spec=self._model_spec(servable))
-    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+    response.metadata[contract.SIGNATURE_DEF_FIELD].Pack(signature_map)
     return response
 
   @_grpc_method
