@@ -111,7 +111,7 @@ def load_official_weights(model, state_dict):
   for key, (var, kind) in targets.items():
     array = np.asarray(learned[key], dtype=np.float32)
     try:
-      value = base.torch_layout(kind, array)
+      value = base.from_official_layout(kind, array)
     except (ValueError, IndexError):
       value = None
     if value is None or tuple(value.shape) != tuple(var.shape):
@@ -134,7 +134,7 @@ def to_official_state_dict(model):
   (`torch.from_numpy` each array; CompressAI rebuilds its CDF buffers with
   `update()`).
   """
-  return {key: base.official_layout(kind, var.numpy())
+  return {key: base.to_official_layout(kind, var.numpy())
           for key, var, kind in model.torch_variables()}
 
 

@@ -229,8 +229,10 @@ def test_weights_are_read_when_their_layer_runs():
   # its layer's input; without that the executor reads them all at the
   # graph's start and holds every float32 copy at once (300 MB for the
   # paper preset).
-  from dcae_tf.codec import weights  # pylint: disable=import-outside-toplevel
-  model = weights.new_model(DCAE("tiny").config, weights.FLOAT16)
+  # pylint: disable=import-outside-toplevel
+  from dcae_tf.codec import metadata as metadata_lib
+  from dcae_tf.codec import weights
+  model = weights.new_model(DCAE("tiny").config, metadata_lib.FLOAT16)
   graph = tf.function(model.g_a).get_concrete_function(
       tf.TensorSpec((1, 64, 64, 3))).graph
   reads = [op for op in graph.get_operations()

@@ -13,8 +13,9 @@ COMPRESS = "compress"
 DECOMPRESS = "decompress"
 # Signatures warmed up by default, in this order.
 WARMUP_SIGNATURES = (COMPRESS, DECOMPRESS)
-# Side of the warm-up image: big enough to run every layer (the paper
-# preset pads to multiples of 64), small enough to cost little.
+# Side of the warm-up image, small enough to cost little. Any size runs
+# every layer: the model pads its input up to its preset's
+# `DCAEConfig.pad_multiple`.
 WARMUP_IMAGE_SIZE = 64
 _UINT8_MAX = 255
 

@@ -13,8 +13,8 @@ import tensorflow as tf
 
 from dcae_tf.layers import exact
 
-# How an official array becomes a Keras variable value.
-_LAYOUTS = {
+# How an official (PyTorch) array becomes a Keras variable value.
+_FROM_OFFICIAL = {
     "conv": lambda a: np.transpose(a, (2, 3, 1, 0)),
     "deconv": lambda a: np.transpose(a, (2, 3, 1, 0)),
     "dwconv": lambda a: np.transpose(a, (2, 3, 0, 1)),
@@ -28,7 +28,7 @@ _LAYOUTS = {
 # The inverse maps, Keras variable value -> official array. The median
 # becomes quantiles with placeholder lower/upper columns at -/+ 10 around it
 # (CompressAI's initial spread), which only CompressAI's CDF tables read.
-_INVERSE_LAYOUTS = {
+_TO_OFFICIAL = {
     "conv": lambda a: np.transpose(a, (3, 2, 0, 1)),
     "deconv": lambda a: np.transpose(a, (3, 2, 0, 1)),
     "dwconv": lambda a: np.transpose(a, (2, 3, 0, 1)),
@@ -38,14 +38,16 @@ _INVERSE_LAYOUTS = {
 }
 
 
-def official_layout(kind, array):
-  """Converts a Keras variable value into the official (PyTorch) layout."""
-  return _INVERSE_LAYOUTS[kind](np.asarray(array))
+def to_official_layout(kind, array):
+  """Converts a Keras variable value (Keras layout) to the official
+  PyTorch layout of a `kind` weight."""
+  return _TO_OFFICIAL[kind](np.asarray(array))
 
 
-def torch_layout(kind, array):
-  """Converts an official (PyTorch) array into the Keras variable layout."""
-  return _LAYOUTS[kind](np.asarray(array))
+def from_official_layout(kind, array):
+  """Converts an official array (PyTorch layout) from that layout to the
+  Keras variable layout of a `kind` weight."""
+  return _FROM_OFFICIAL[kind](np.asarray(array))
 
 
 class ReadsWeightsAfterInputs:
