@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dcae_tf.layers import mlp
 from dcae_tf.layers import swin
 from dcae_tf.layers import tiling
 from dcae_tf.model import DCAE
@@ -78,7 +79,7 @@ def test_banded_conv_glu_is_bit_identical(with_norm, band_rows):
   # neighbouring bands' rows, and zeros beyond the image.
   hidden, width = 24, 9
   row_bytes = width * hidden * 4
-  layer = swin.ConvGLU(DIM, hidden, chunk_bytes=band_rows * row_bytes)
+  layer = mlp.ConvGLU(DIM, hidden, chunk_bytes=band_rows * row_bytes)
   norm = None
   if with_norm:
     norm = tf.keras.layers.LayerNormalization(epsilon=1e-5)
@@ -125,7 +126,7 @@ def test_row_bands_see_their_halo_and_row_indices():
 
 def test_bands_compile_with_xla():
   # Every band has the same shape, so the loops compile with XLA.
-  layer = swin.ConvGLU(DIM, 24, chunk_bytes=3 * 9 * 24 * 4)
+  layer = mlp.ConvGLU(DIM, 24, chunk_bytes=3 * 9 * 24 * 4)
   x = tf.random.stateless_normal((1, 10, 9, DIM), (3, 4))
   eager = layer(x)
   xla = tf.function(layer, jit_compile=True)(x)

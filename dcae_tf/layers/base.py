@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from dcae_tf.layers import exact
+from dcae_tf.layers import exact_functions
 
 # How an official (PyTorch) array becomes a Keras variable value.
 _FROM_OFFICIAL = {
@@ -158,7 +159,7 @@ def residual_add(stream, branch):
 def gelu(x):
   # nn.GELU is the exact erf form, not the tanh approximation.
   if exact.active():
-    return exact.gelu(x)
+    return exact_functions.gelu(x)
   return tf.nn.gelu(x, approximate=False)
 
 
