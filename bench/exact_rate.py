@@ -30,7 +30,8 @@ import tensorflow as tf  # noqa: E402
 
 import machine  # noqa: E402
 import zoo_inputs  # noqa: E402
-from dcae_tf.codec import core  # noqa: E402
+from dcae_tf.codec import build  # noqa: E402
+from dcae_tf.codec import numerics as numerics_lib  # noqa: E402
 from dcae_tf.evaluation import bd  # noqa: E402
 from dcae_tf.evaluation import metrics  # noqa: E402
 from dcae_tf.runtime import weights_source  # noqa: E402
@@ -51,17 +52,17 @@ def measure_model(path, photos):
   """{image: {numerics: (bpp, psnr)}} of one export's weights."""
   model, meta = weights_source.load_model(path)
   rows = {name: {} for name, _ in photos}
-  for numerics in core.NUMERICS:
-    codec = core.codec_from_model(model, meta,
-                                  weight_dtype=meta["weight_dtype"],
-                                  numerics=numerics)
+  for numerics in numerics_lib.NUMERICS:
+    codec = build.codec_from_model(model, meta,
+                                   weight_dtype=meta["weight_dtype"],
+                                   numerics=numerics)
     for name, image in photos:
       rows[name][numerics] = coded(codec, image)
   return rows
 
 
 def growth_percent(row):
-  return 100. * (row[core.EXACT][0] / row[core.FLOAT][0] - 1.)
+  return 100. * (row[numerics_lib.EXACT][0] / row[numerics_lib.FLOAT][0] - 1.)
 
 
 def main():
@@ -69,7 +70,7 @@ def main():
   print(f"{machine.machine_info()['date']}, {machine.cpu_model()}; targets: "
         f"BD-rate <= {TARGET_BD_RATE_PERCENT} %, every image <= "
         f"{TARGET_IMAGE_PERCENT} % larger")
-  results, curve = {}, {n: [] for n in core.NUMERICS}
+  results, curve = {}, {n: [] for n in numerics_lib.NUMERICS}
   for path in args.models:
     name = os.path.basename(os.path.normpath(path))
     try:
@@ -79,17 +80,17 @@ def main():
     print(f"\n{name}\n  {'image':<40} {'bpp float -> exact':>22} {'d %':>7} "
           f"{'PSNR float -> exact':>21}")
     for image_name, row in rows.items():
-      (bf, pf), (be, pe) = row[core.FLOAT], row[core.EXACT]
+      (bf, pf), (be, pe) = row[numerics_lib.FLOAT], row[numerics_lib.EXACT]
       print(f"  {image_name:<40} {bf:.5f} -> {be:.5f} "
             f"{growth_percent(row):+7.3f} {pf:8.3f} -> {pe:8.3f}", flush=True)
-    for numerics in core.NUMERICS:
+    for numerics in numerics_lib.NUMERICS:
       curve[numerics].append(np.mean([r[numerics] for r in rows.values()],
                                      axis=0))
     results[name] = dict(
         images=rows,
         worst_growth_percent=max(growth_percent(r) for r in rows.values()))
   exact_curve, float_curve = (np.array(curve[n]) for n in
-                              (core.EXACT, core.FLOAT))
+                              (numerics_lib.EXACT, numerics_lib.FLOAT))
   result = bd.bd(exact_curve[:, 0], exact_curve[:, 1], float_curve[:, 0],
                  float_curve[:, 1], test="exact", anchor="float")
   worst = max(r["worst_growth_percent"] for r in results.values())

@@ -36,7 +36,7 @@ import tensorflow as tf  # noqa: E402
 
 import machine  # noqa: E402
 import zoo_inputs  # noqa: E402
-from dcae_tf.codec import core  # noqa: E402
+from dcae_tf.codec import build  # noqa: E402
 from dcae_tf.codec import metadata as metadata_lib  # noqa: E402
 from dcae_tf.evaluation import metrics  # noqa: E402
 from dcae_tf.runtime import weights_source  # noqa: E402
@@ -49,8 +49,8 @@ def codecs_of(path):
   """(float32, bfloat16) codecs of an export's weights, stored as it does."""
   model, meta = weights_source.load_model(path)
   return tuple(
-      core.codec_from_model(model, meta, weight_dtype=meta["weight_dtype"],
-                            transform_dtype=dtype)
+      build.codec_from_model(model, meta, weight_dtype=meta["weight_dtype"],
+                             transform_dtype=dtype)
       for dtype in (metadata_lib.FLOAT32, metadata_lib.BFLOAT16))
 
 

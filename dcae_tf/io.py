@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dcae_tf.codec.container import DEFAULT_MAX_PIXELS
+from dcae_tf.codec import container
 
 # Pillow format names accepted, and how messages spell them. MPO is what
 # Pillow calls the multi-picture JPEGs many cameras and phones write.
@@ -109,7 +109,7 @@ def _high_depth_to_uint8(image):
       np.uint8)
 
 
-def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
+def read_image(path, max_pixels=container.DEFAULT_MAX_PIXELS):
   """Reads an image file as uint8 RGB.
 
   Args:

@@ -71,13 +71,13 @@ def tiny_codec():
 
 def shipped_codec():
   """An in-process codec of the shipped export's weights (its fingerprint)."""
-  from dcae_tf.codec import core  # pylint: disable=import-outside-toplevel
+  from dcae_tf.codec import build  # pylint: disable=import-outside-toplevel
   from dcae_tf.runtime import weights_source  # pylint: disable=import-outside-toplevel
   model, meta = weights_source.load_model(os.path.join(SHIPPED,
                                                        SHIPPED_MODEL))
   assert meta["same_fingerprint"]
-  return core.codec_from_model(model, meta,
-                               weight_dtype=meta["weight_dtype"])
+  return build.codec_from_model(model, meta,
+                                weight_dtype=meta["weight_dtype"])
 
 
 def _sha256(array):

@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras.src.mixed_precision import autocast_variable
 
 from dcae_tf.codec import core
+from dcae_tf.codec import metadata as metadata_lib
 from dcae_tf.codec import transform_dtype
 from dcae_tf.codec import weights
 from dcae_tf.model import DCAE
@@ -34,9 +35,9 @@ IMAGE_SHAPE = (64, 96, 3)
 def fixture_codecs():
   """float32 and bfloat16 codecs of one tiny model, float16 storage."""
   model = weights.with_weight_dtype(DCAE("tiny").build_weights(),
-                                    weights.FLOAT16)
+                                    metadata_lib.FLOAT16)
   return (core.DCAECodec(model),
-          core.DCAECodec(model, transform_dtype=transform_dtype.BFLOAT16))
+          core.DCAECodec(model, transform_dtype=metadata_lib.BFLOAT16))
 
 
 def test_same_weights_once_same_fingerprint_dtype_in_metadata(codecs):
@@ -122,16 +123,16 @@ def _zeroed(variable):
 
 def _wrong_g_s(kind, model):
   """A bfloat16 g_s gone wrong."""
-  g_s = transform_dtype.transform_views(model, transform_dtype.BFLOAT16).g_s
+  g_s = transform_dtype.transform_views(model, metadata_lib.BFLOAT16).g_s
   if kind == "float32 g_s":
     return model.g_s
   if kind == "black image":
     return lambda y_hat: tf.zeros_like(g_s(y_hat))
   if kind == "another model's weights":
     other = weights.with_weight_dtype(DCAE("tiny").build_weights(),
-                                      weights.FLOAT16)
+                                      metadata_lib.FLOAT16)
     return transform_dtype.transform_views(other,
-                                           transform_dtype.BFLOAT16).g_s
+                                           metadata_lib.BFLOAT16).g_s
   # One weight not loaded: one MLP of the middle stage adds nothing (the
   # least harmful zeroed kernel measured, 24-26 dB).
   (kernel,) = [v for v in model.g_s.weights
@@ -198,7 +199,7 @@ def _views_in_threads(model, threads):
   def build(i):
     try:
       views[i] = transform_dtype.transform_views(model,
-                                                 transform_dtype.BFLOAT16)
+                                                 metadata_lib.BFLOAT16)
     except Exception as e:  # pylint: disable=broad-except
       errors.append(e)
 

@@ -32,7 +32,7 @@ import sys
 
 from absl.flags import argparse_flags
 
-from dcae_tf import io as dio
+from dcae_tf.codec import container
 from dcae_tf import zoo
 from dcae_tf.cli import commands
 from dcae_tf.cli.output import EXIT_FAILURE, PROG, show_error
@@ -102,9 +102,9 @@ def _add_options(parser, defaults):
            f"runs it sets ${graph_cache.TF_CACHE_ENV} in this process, "
            "which is how TensorFlow is told where to read and write.")
   parser.add_argument(
-      "--max_pixels", type=int, default=default(dio.DEFAULT_MAX_PIXELS),
+      "--max_pixels", type=int, default=default(container.DEFAULT_MAX_PIXELS),
       help="largest height*width accepted, for images and bitstreams "
-           f"(default 2**25 = {dio.DEFAULT_MAX_PIXELS}).")
+           f"(default 2**25 = {container.DEFAULT_MAX_PIXELS}).")
 
 
 def parse_args(argv):

@@ -24,16 +24,13 @@ valid checksum gets other symbols back and fails with a clear error before
 it synthesises an image, instead of returning a wrong one.
 """
 import functools
-import hashlib
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
 from dcae_tf import entropy
 from dcae_tf import model as model_lib
 from dcae_tf import rans
-from dcae_tf.codec import checkpoint
 from dcae_tf.codec import container
 from dcae_tf.codec import container_ops
 from dcae_tf.codec import digest
@@ -41,50 +38,16 @@ from dcae_tf.codec import errors
 from dcae_tf.codec import exact_tables
 from dcae_tf.codec import heap
 from dcae_tf.codec import metadata as metadata_lib
+from dcae_tf.codec import numerics as numerics_lib
 from dcae_tf.codec import slice_coding
 from dcae_tf.codec import transform_dtype as transform_dtype_lib
 from dcae_tf.codec import warmup
 from dcae_tf.codec import weights
 from dcae_tf.layers import exact
 
-DEFAULT_MAX_PIXELS = container.DEFAULT_MAX_PIXELS
 # TFC's maximum; tighter tables make the bitstream closer to the estimate.
 RANGE_CODER_PRECISION = 16
 PIXEL_MAX = 255.
-TRAINING_METADATA = metadata_lib.TRAINING_METADATA
-
-
-# Bumped whenever the code computes a model's outputs from the same weights
-# differently, even in the last bits: the means and scales the range coder
-# uses must be the encoder's bit for bit, so a bitstream of one version must
-# be refused (the fingerprint differs), not mis-decoded, by another.
-# 2 (2026-11-26): the MLP's layer norm is folded into fc1.
-# 3 (2026-11-26): that layer norm divides by sqrt instead of using rsqrt,
-#   and Swin blocks run over bands of rows at inference.
-# 4 (2026-12-07): the entropy parameters in exact arithmetic (`exact`):
-#   the same integers on every machine.
-NUMERICS_VERSION = 4
-
-
-# How a codec computes its entropy parameters: "exact" (`layers.exact`, the
-# same integers on every machine: what codecs, exports and servers use) or
-# "float", the float32 arithmetic of training, whose bitstreams open only
-# where the same kernels run: kept to measure what exactness costs
-# (bench/latency.py, bench/exact_rate.py).
-EXACT, FLOAT = "exact", "float"
-NUMERICS = (EXACT, FLOAT)
-
-
-def weights_fingerprint(model, numerics=EXACT):
-  """16 hex digits identifying the weights, architecture and arithmetic."""
-  h = hashlib.sha256(repr(sorted(model.config.to_dict().items())).encode())
-  h.update(f"numerics {NUMERICS_VERSION}".encode())
-  if numerics != EXACT:
-    h.update(numerics.encode())
-  for v in model.variables:
-    h.update(v.name.encode())
-    h.update(np.ascontiguousarray(v.numpy()).tobytes())
-  return h.hexdigest()[:2 * container.FINGERPRINT_SIZE]
 
 
 def z_entropy_model(hyperprior, precision):
@@ -128,22 +91,23 @@ class DCAECodec(tf.Module):
   _TF_MODULE_IGNORED_PROPERTIES = frozenset(("_shared_functions",)).union(
       tf.Module._TF_MODULE_IGNORED_PROPERTIES)
 
-  def __init__(self, model, name=None, max_pixels=DEFAULT_MAX_PIXELS,
+  def __init__(self, model, name=None,
+               max_pixels=container.DEFAULT_MAX_PIXELS,
                lmbda=None, metric=None,
                range_coder_precision=RANGE_CODER_PRECISION,
                extra_metadata=None,
                transform_dtype=metadata_lib.DEFAULT_TRANSFORM_DTYPE,
-               numerics=EXACT):
+               numerics=numerics_lib.EXACT):
     super().__init__(name="dcae_codec")
-    if numerics not in NUMERICS:
-      raise ValueError(f"numerics must be one of {NUMERICS}, not "
-                       f"{numerics!r}")
+    if numerics not in numerics_lib.NUMERICS:
+      raise ValueError(f"numerics must be one of {numerics_lib.NUMERICS}, "
+                       f"not {numerics!r}")
     self.model = model
     self.numerics = numerics
     c = self.config = model.config
     self.max_pixels = int(max_pixels)
     self.model_name = name or f"dcae-{c.name}"
-    self.fingerprint = weights_fingerprint(model, numerics)
+    self.fingerprint = numerics_lib.weights_fingerprint(model, numerics)
     self.metadata = dict(
         name=self.model_name, fingerprint=self.fingerprint, preset=c.name,
         lmbda=lmbda, metric=metric,
@@ -172,7 +136,7 @@ class DCAECodec(tf.Module):
     the same bits on every machine. With "float" numerics it computes
     float32, as in training, from float32 casts of its inputs; its outputs
     are cast to float64, so the coding around it is the same."""
-    if self.numerics == EXACT:
+    if self.numerics == numerics_lib.EXACT:
       return self._share(name, exact.traced_exactly(fn))
     def in_float32(*args):
       args = [tf.cast(a, tf.float32) for a in args]
@@ -399,43 +363,3 @@ class DCAECodec(tf.Module):
     decoded = self._decode_latents(data)
     return decoded.y_hat, self._to_image(decoded.y_hat, decoded.height,
                                          decoded.width)
-
-
-def codec_from_model(model, meta, name=None, max_pixels=DEFAULT_MAX_PIXELS,
-                     lmbda=None, metric=None, weight_dtype=weights.FLOAT32,
-                     transform_dtype=metadata_lib.DEFAULT_TRANSFORM_DTYPE,
-                     numerics=EXACT):
-  """Builds a codec (with its coding tables) from a float32 model and the
-  meta of its model directory (model.json) or export.
-
-  λ and metric are taken from `meta` unless given. `weight_dtype`
-  "float16" stores the layer weights halved (see `codec.weights`):
-  half-size exports, same float32 computation. `transform_dtype`
-  "bfloat16" computes g_a and g_s in bfloat16 (`codec.transform_dtype`).
-  """
-  model = weights.with_weight_dtype(model, weight_dtype)
-  return DCAECodec(
-      model, name=name, max_pixels=max_pixels,
-      lmbda=meta.get("lmbda") if lmbda is None else lmbda,
-      metric=meta.get("metric") if metric is None else metric,
-      extra_metadata={k: meta[k] for k in TRAINING_METADATA if k in meta},
-      transform_dtype=transform_dtype, numerics=numerics)
-
-
-def codec_from_checkpoint(directory, name=None, max_pixels=DEFAULT_MAX_PIXELS,
-                          lmbda=None, metric=None,
-                          weight_dtype=weights.FLOAT32,
-                          transform_dtype=metadata_lib.DEFAULT_TRANSFORM_DTYPE,
-                          numerics=EXACT):
-  """Builds a codec from a model directory (see `codec_from_model`).
-
-  The z quantisation offsets are used as stored: training refreshes them
-  from the prior (`HyperpriorModel.refresh_offset`), conversion loads the
-  official medians, so the codec quantises exactly as the checkpoint was
-  evaluated.
-  """
-  model, meta = checkpoint.load_model(directory)
-  return codec_from_model(model, meta, name=name, max_pixels=max_pixels,
-                          lmbda=lmbda, metric=metric,
-                          weight_dtype=weight_dtype,
-                          transform_dtype=transform_dtype, numerics=numerics)

@@ -26,16 +26,15 @@ be built while other threads build or run models.
 import tensorflow as tf
 
 from dcae_tf import transforms
-from dcae_tf.codec.metadata import (
-    BFLOAT16, DEFAULT_TRANSFORM_DTYPE, FLOAT32, TRANSFORM_DTYPES)
+from dcae_tf.codec import metadata as metadata_lib
 
-__all__ = ["BFLOAT16", "DEFAULT_TRANSFORM_DTYPE", "FLOAT32",
-           "TRANSFORM_DTYPES", "check_transform_dtype", "transform_views"]
+__all__ = ["check_transform_dtype", "transform_views"]
 
 
 def check_transform_dtype(dtype):
-  if dtype not in TRANSFORM_DTYPES:
-    raise ValueError(f"transform dtype must be one of {TRANSFORM_DTYPES}, "
+  if dtype not in metadata_lib.TRANSFORM_DTYPES:
+    raise ValueError("transform dtype must be one of "
+                     f"{metadata_lib.TRANSFORM_DTYPES}, "
                      f"not {dtype!r}")
 
 
@@ -93,7 +92,7 @@ def _policies(source, float32_steps):
 
   The first `float32_steps` steps compute wholly in float32.
   """
-  float32 = tf.keras.mixed_precision.Policy(FLOAT32)
+  float32 = tf.keras.mixed_precision.Policy(metadata_lib.FLOAT32)
   return transforms.Policies(stream=float32, branch=_bfloat16_policy(source),
                              ends=float32, stream_steps=float32_steps)
 
@@ -138,7 +137,7 @@ def transform_views(model, dtype):
   for float32), untracked: keep it as an attribute of a tf.Module and its
   variables are still saved and listed once, as the model's."""
   check_transform_dtype(dtype)
-  if dtype == FLOAT32:
+  if dtype == metadata_lib.FLOAT32:
     return _Untracked(g_a=model.g_a, g_s=model.g_s)
   m = model.config.pad_multiple
   image = tf.zeros((1, m, m, transforms.IMAGE_CHANNELS))

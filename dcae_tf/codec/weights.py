@@ -25,7 +25,7 @@ import tensorflow as tf
 # Keras has no public constructor for the wrapper; keras 2.14 is pinned.
 from keras.src.mixed_precision import autocast_variable
 
-from dcae_tf.codec.metadata import FLOAT16, FLOAT32, WEIGHT_DTYPES
+from dcae_tf.codec import metadata as metadata_lib
 from dcae_tf.model import DCAE
 
 
@@ -43,17 +43,18 @@ def _half_storage_creator(next_creator, **kwargs):
 
 def storage_dtype(model):
   """"float16" if the model's layer weights are stored halved, else float32."""
-  return (FLOAT16 if any(v.dtype == tf.float16 for v in model.variables)
-          else FLOAT32)
+  halved = any(v.dtype == tf.float16 for v in model.variables)
+  return metadata_lib.FLOAT16 if halved else metadata_lib.FLOAT32
 
 
 def _check_dtype(dtype):
-  if dtype not in WEIGHT_DTYPES:
-    raise ValueError(f"weight dtype must be one of {WEIGHT_DTYPES}, "
+  if dtype not in metadata_lib.WEIGHT_DTYPES:
+    raise ValueError("weight dtype must be one of "
+                     f"{metadata_lib.WEIGHT_DTYPES}, "
                      f"not {dtype!r}")
 
 
-def new_model(config, dtype=FLOAT32):
+def new_model(config, dtype=metadata_lib.FLOAT32):
   """A freshly initialised, built `DCAE` whose layer weights are `dtype`.
 
   The weights are created in their storage dtype, so a float16 model never
@@ -64,7 +65,7 @@ def new_model(config, dtype=FLOAT32):
   # The prior and the offsets are created here, in float32; the layer
   # weights are created by building, under the creator.
   model = DCAE(config)
-  if dtype == FLOAT32:
+  if dtype == metadata_lib.FLOAT32:
     return model.build_weights()
   with tf.variable_creator_scope(_half_storage_creator):
     return model.build_weights()
@@ -75,14 +76,14 @@ def with_weight_dtype(model, dtype):
 
   Args:
     model: a built `DCAE` with float32 weights.
-    dtype: one of WEIGHT_DTYPES.
+    dtype: one of `metadata.WEIGHT_DTYPES`.
 
   Returns:
     `model` itself for float32; for float16 a new `DCAE` of the same config
     holding the weights rounded to float16.
   """
   _check_dtype(dtype)
-  if dtype == FLOAT32:
+  if dtype == metadata_lib.FLOAT32:
     return model
   copy = new_model(model.config, dtype)
   sources, targets = model.variables, copy.variables
@@ -99,9 +100,9 @@ def as_float32(model):
   """`model`, or a float32 copy of a model whose weights are stored halved
   (the inverse of `with_weight_dtype`; exact, float16 values are float32
   values)."""
-  if storage_dtype(model) == FLOAT32:
+  if storage_dtype(model) == metadata_lib.FLOAT32:
     return model
-  copy = new_model(model.config, FLOAT32)
+  copy = new_model(model.config, metadata_lib.FLOAT32)
   for source, target in zip(model.variables, copy.variables):
     if (source.name, source.shape) != (target.name, target.shape):
       raise ValueError("internal error: a rebuilt model's variables do not "

@@ -164,4 +164,4 @@ def write_warmup_file(version_dir, compress=None):
   loaded (how exports made before the warm-up file existed get one)."""
   if compress is None:
     compress = ExportedCodec(version_dir).compress
-  warmup_file.write_warmup_file(version_dir, compress)
+  warmup_file.write(version_dir, compress)

@@ -16,7 +16,7 @@ from dcae_tf.runtime.contract import BITSTREAM, IMAGE
 from dcae_tf.runtime.layout import WARMUP_PATH
 
 
-def write_warmup_file(version_dir, compress):
+def write(version_dir, compress):
   """Writes an export's TF Serving warm-up file (see the module doc).
 
   Args:

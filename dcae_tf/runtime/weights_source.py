@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from dcae_tf import config as config_lib
 from dcae_tf.codec import core
+from dcae_tf.codec import numerics
 from dcae_tf.codec import metadata as metadata_lib
 from dcae_tf.codec import weights
 from dcae_tf.runtime import layout
@@ -68,7 +69,7 @@ def load_model(path):
           f"{version_dir}: its variables are not those of a {config.name!r} "
           f"{dtype} codec (variable {i}: {saved.get(key)} vs {v.shape})")
     v.assign(tf.cast(reader.get_tensor(key), v.dtype))
-  same_fingerprint = (core.weights_fingerprint(stored) ==
+  same_fingerprint = (numerics.weights_fingerprint(stored) ==
                       exported.get("fingerprint"))
   model = weights.as_float32(stored)
   meta = {k: exported[k] for k in MODEL_KEYS if k in exported}

@@ -142,7 +142,7 @@ def save_versioned(module, model_base_path, version=None):
     tf.saved_model.save(wrapper, tmp_dir,
                         signatures=wrapper.signature_functions())
     layout.write_metadata(tmp_dir, metadata_json)
-    warmup_file.write_warmup_file(
+    warmup_file.write(
         tmp_dir, lambda image: module.compress(tf.constant(image)).numpy())
     if os.path.exists(version_dir):  # Another writer won the race.
       raise ExportError(f"version {version} already exists: {version_dir}")

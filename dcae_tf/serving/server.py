@@ -33,7 +33,6 @@ from dcae_tf.serving.versions import VersionWatcher
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8500
-DEFAULT_MAX_MESSAGE_BYTES = contract.DEFAULT_MAX_MESSAGE_BYTES
 DEFAULT_POLL_SECONDS = 1.0
 DEFAULT_THREADS = 8
 # How long in-flight requests may finish after SIGTERM.
@@ -47,7 +46,7 @@ def address(host, port):
 
 def serve(model_base_path, model_name=None, host=DEFAULT_HOST,
           port=DEFAULT_PORT, max_pixels=DEFAULT_MAX_PIXELS,
-          max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
+          max_message_bytes=contract.DEFAULT_MAX_MESSAGE_BYTES,
           poll_seconds=DEFAULT_POLL_SECONDS, threads=DEFAULT_THREADS,
           stop_event=None, graph_cache=None):
   """Serves until `stop_event` is set (SIGTERM/SIGINT set it in `main`).
@@ -117,7 +116,7 @@ def parse_args(argv):
   parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                       help="Largest image (H*W) accepted by compress.")
   parser.add_argument("--max_message_bytes", type=int,
-                      default=DEFAULT_MAX_MESSAGE_BYTES,
+                      default=contract.DEFAULT_MAX_MESSAGE_BYTES,
                       help="gRPC send/receive message size limit.")
   parser.add_argument("--poll_seconds", type=float,
                       default=DEFAULT_POLL_SECONDS,
