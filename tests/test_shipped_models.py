@@ -9,7 +9,19 @@ held-out photograph (data/test, disjoint from the training set), and must
   cheapest JPEG that spends at least as many bits.
 Together they are a zoo: `dcae-tf --target_bpp` finds a different model
 for each of `ZOO_TARGETS_BPP` on that photograph.
+
+Exact entropy parameters cost them (almost) no rate:
+`tests/data/float_path_rates.json` holds, per shipped model and held-out
+photograph, the bitstream's bpp and the decoded PSNR of the same weights
+with float entropy parameters (`DCAECodec(numerics="float")`, the
+arithmetic of codecs before format 3), measured by `bench/exact_rate.py`
+(its date and CPU are in the file). The shipped exports compute them
+exactly; each photograph must cost at most `MAX_IMAGE_GROWTH` more, and
+the zoo's curve (each model's mean bpp and PSNR) must stay within
+`MAX_BD_RATE_PERCENT` BD-rate (PSNR) of the float curve. Each export is
+loaded and each photograph coded once per module (`_coded`).
 """
+import functools
 import io
 import json
 import os
@@ -25,6 +37,8 @@ from dcae_tf import cli
 from dcae_tf import export
 from dcae_tf import zoo
 from dcae_tf.evaluation import anchors
+from dcae_tf.evaluation import bd
+from dcae_tf.evaluation import images
 from dcae_tf.evaluation import metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,6 +55,9 @@ MAX_TOTAL_BYTES = 80 * 10 ** 6
 # Rates a user asks the zoo for (issue 18); each must find its own model.
 ZOO_TARGETS_BPP = (0.2, 0.4, 0.6)
 RATE_RTOL = 0.01
+FLOAT_PATH = os.path.join(ROOT, "tests", "data", "float_path_rates.json")
+MAX_IMAGE_GROWTH = 0.01
+MAX_BD_RATE_PERCENT = 0.5
 JPEG_QUALITIES = range(1, 101)
 
 
@@ -56,6 +73,20 @@ SHIPPED_MODELS = _shipped()
 
 def _read(path):
   return np.asarray(Image.open(path).convert("RGB"))
+
+
+@functools.lru_cache(maxsize=None)
+def _codec(name):
+  return export.load_exported(os.path.join(SHIPPED, name))
+
+
+@functools.lru_cache(maxsize=None)
+def _coded(name, path):
+  """(image, bitstream, decoded image) of a held-out photo, once per model."""
+  codec = _codec(name)
+  image = _read(path)
+  data = codec.compress(image)
+  return image, data, codec.decompress(data)
 
 
 def test_models_are_shipped_within_the_size_budget():
@@ -97,16 +128,14 @@ def _jpeg_at_least(image, bpp):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED_MODELS)
 def test_round_trip_rate_and_quality_against_jpeg(name):
-  codec = export.load_exported(os.path.join(SHIPPED, name))
+  codec = _codec(name)
   # Its TF Serving warm-up requests are its own: compress then decompress
   # of the warm-up image (ExportedCodec runs them before its first calls).
   requests = export.read_warmup(codec.path)
   assert [n for n, _ in requests] == [export.COMPRESS, export.DECOMPRESS]
   warmup_bitstream = requests[1][1][export.BITSTREAM]
   assert codec.compress(requests[0][1][export.IMAGE]) == warmup_bitstream
-  image = _read(HELD_OUT_PHOTO)
-  data = codec.compress(image)
-  decoded = codec.decompress(data)
+  image, data, decoded = _coded(name, HELD_OUT_PHOTO)
   reconstruction, estimated_bits = codec.reconstruct(image)
   np.testing.assert_array_equal(decoded, reconstruction)
 
@@ -144,3 +173,50 @@ def test_target_bpp_picks_a_different_model_per_rate(tmp_path, capsys):
     assert f"model {maker.dir_name})" in capsys.readouterr().out
     picked[target] = maker.dir_name
   assert len(set(picked.values())) == len(ZOO_TARGETS_BPP), picked
+
+
+def _float_path():
+  with open(FLOAT_PATH, encoding="utf-8") as f:
+    return json.load(f)["models"]
+
+
+def _exact_path():
+  """{model: {image: (bpp, psnr)}} of the shipped exports."""
+  out = {}
+  for name in sorted(_float_path()):
+    out[name] = {}
+    for path in images.list_images(HELD_OUT):
+      image, data, decoded = _coded(name, path)
+      out[name][images.image_name(path, HELD_OUT)] = (
+          metrics.bits_per_pixel(len(data), *image.shape[:2]),
+          metrics.psnr(image, decoded))
+  return out
+
+
+def test_every_shipped_model_was_measured_on_the_float_path():
+  assert set(SHIPPED_MODELS) == set(_float_path())
+
+
+@pytest.mark.slow
+def test_no_photograph_grows_by_more_than_one_percent():
+  stored = _float_path()
+  growth = {(m, k): bpp / stored[m][k]["bpp"] - 1.
+            for m, rows in _exact_path().items()
+            for k, (bpp, _) in rows.items()}
+  print(f"largest growth: {max(growth.values()):+.4%}")
+  assert max(growth.values()) <= MAX_IMAGE_GROWTH, growth
+
+
+@pytest.mark.slow
+def test_zoo_bd_rate_against_the_float_path():
+  stored, exact_path = _float_path(), _exact_path()
+  names = sorted(exact_path)
+  exact = np.array([np.mean(list(exact_path[n].values()), axis=0)
+                    for n in names])
+  floats = np.array([np.mean([(r["bpp"], r["psnr"])
+                              for r in stored[n].values()], axis=0)
+                     for n in names])
+  result = bd.bd(exact[:, 0], exact[:, 1], floats[:, 0], floats[:, 1],
+                 test="exact", anchor="float")
+  print(f"BD-rate exact vs float: {result.bd_rate:+.4f} % ({result.note})")
+  assert result.bd_rate <= MAX_BD_RATE_PERCENT
