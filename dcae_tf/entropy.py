@@ -102,14 +102,15 @@ def bits_of(likelihoods):
   return tf.reduce_sum(-tf.math.log(likelihoods), axis=(1, 2, 3)) / math.log(2.)
 
 
-def _slice_network(config, out_channels, name):
-  """conv3x3 -> GELU -> conv3x3 -> GELU -> conv3x3 (official cc_* / lrp)."""
+def _slice_network(config, out_channels, name, dtype=None):
+  """conv3x3 -> GELU -> conv3x3 -> GELU -> conv3x3 (official cc_* / lrp),
+  in the Keras dtype policy `dtype`."""
   h1, h2 = config.slice_hidden
   return base.Sequential([
-      base.Conv2D(h1, SLICE_KERNEL, name="conv0"), base.gelu,
-      base.Conv2D(h2, SLICE_KERNEL, name="conv1"), base.gelu,
-      base.Conv2D(out_channels, SLICE_KERNEL, name="conv2"),
-  ], name=name)
+      base.Conv2D(h1, SLICE_KERNEL, name="conv0", dtype=dtype), base.gelu,
+      base.Conv2D(h2, SLICE_KERNEL, name="conv1", dtype=dtype), base.gelu,
+      base.Conv2D(out_channels, SLICE_KERNEL, name="conv2", dtype=dtype),
+  ], name=name, dtype=dtype)
 
 
 def _unshared(name, fn):
@@ -126,6 +127,9 @@ class SliceEntropyModel(base.ReadsWeightsAfterInputs, base.TorchNamed,
   context retrieves from the shared dictionary. Mean and scale networks read
   the context; the LRP network also reads the quantised slice and predicts
   the quantisation residual (bounded by `lrp_gain * tanh`).
+
+  Its networks and their sub-layers are constructed in its own Keras dtype
+  policy (`dtype`), not in the global one.
   """
 
   def __init__(self, config, **kwargs):
@@ -133,15 +137,19 @@ class SliceEntropyModel(base.ReadsWeightsAfterInputs, base.TorchNamed,
     c = config
     self.config = c
     n = c.num_slices
+    policy = self.dtype_policy
     self.cross_attention = [
         dictionary.DictionaryCrossAttention(c, c.latent_channels,
-                                            name=f"dt_cross_attention_{i}")
+                                            name=f"dt_cross_attention_{i}",
+                                            dtype=policy)
         for i in range(n)]
     cs = c.slice_channels
-    self.mean_nets = [_slice_network(c, cs, f"cc_mean_{i}") for i in range(n)]
-    self.scale_nets = [_slice_network(c, cs, f"cc_scale_{i}")
+    self.mean_nets = [_slice_network(c, cs, f"cc_mean_{i}", policy)
+                      for i in range(n)]
+    self.scale_nets = [_slice_network(c, cs, f"cc_scale_{i}", policy)
                        for i in range(n)]
-    self.lrp_nets = [_slice_network(c, cs, f"lrp_{i}") for i in range(n)]
+    self.lrp_nets = [_slice_network(c, cs, f"lrp_{i}", policy)
+                     for i in range(n)]
     # Created here, not in build(): `run` is called directly, not via Keras.
     self.dictionary = self.add_weight(
         "dictionary", (c.dict_size, c.dict_dim),

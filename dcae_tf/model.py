@@ -1,6 +1,4 @@
 """The DCAE model: transforms, hyperprior and dictionary entropy model."""
-import contextlib
-
 import tensorflow as tf
 import tensorflow_compression as tfc
 
@@ -21,24 +19,6 @@ def check_precision(precision):
   if precision not in PRECISIONS:
     raise ValueError(f"precision must be one of {PRECISIONS}, "
                      f"not {precision!r}")
-
-
-@contextlib.contextmanager
-def policy_scope(precision):
-  """Keras layers constructed inside compute in `precision`.
-
-  A layer takes its dtype policy from the global one when it is constructed,
-  and so do the sub-layers it constructs; setting the global policy only
-  around the construction of some layers gives them, and nothing else,
-  that policy.
-  """
-  check_precision(precision)
-  previous = tf.keras.mixed_precision.global_policy()
-  tf.keras.mixed_precision.set_global_policy(precision)
-  try:
-    yield
-  finally:
-    tf.keras.mixed_precision.set_global_policy(previous)
 
 
 def pad_to_multiple(x, multiple):
@@ -72,6 +52,12 @@ class DCAE(base.ReadsWeightsAfterInputs, base.TorchNamed, tf.keras.Model):
   output is cast to float32 before any of them reads it. The variables are
   the same under every policy, so a checkpoint trained in one restores
   under another.
+
+  Every layer is constructed with its policy given explicitly (`precision`
+  or float32), never through Keras's global policy: constructing a DCAE
+  changes nothing process-wide, so models may be built while other threads
+  build layers, and a mixed global policy set by the caller reaches none of
+  its layers.
   """
 
   def __init__(self, config="paper", precision=FLOAT32, **kwargs):
@@ -81,14 +67,14 @@ class DCAE(base.ReadsWeightsAfterInputs, base.TorchNamed, tf.keras.Model):
                      dtype=FLOAT32, **kwargs)
     self.config = config
     self.precision = precision
-    with policy_scope(precision):
-      self.g_a = transforms.analysis_transform(config)
-      self.g_s = transforms.synthesis_transform(config)
-      self.h_a = transforms.hyper_analysis(config)
-      self.h_s_scales = transforms.hyper_synthesis(config, "h_z_s1")
-      self.h_s_means = transforms.hyper_synthesis(config, "h_z_s2")
-    with policy_scope(FLOAT32):
-      self.slices = entropy.SliceEntropyModel(config, name="slices")
+    whole = transforms.Policies(stream=precision)
+    self.g_a = transforms.analysis_transform(config, whole)
+    self.g_s = transforms.synthesis_transform(config, whole)
+    self.h_a = transforms.hyper_analysis(config, precision)
+    self.h_s_scales = transforms.hyper_synthesis(config, "h_z_s1", precision)
+    self.h_s_means = transforms.hyper_synthesis(config, "h_z_s2", precision)
+    self.slices = entropy.SliceEntropyModel(config, name="slices",
+                                            dtype=FLOAT32)
     self.hyperprior = entropy.HyperpriorModel(config)
 
   def build_weights(self):

@@ -96,25 +96,30 @@ def synthesis_transform(config, policies=Policies()):
   return base.Sequential(steps, name="g_s", dtype=p.stream)
 
 
-def hyper_analysis(config):
-  """h_a: y -> z at 1/64 resolution."""
+def hyper_analysis(config, dtype=None):
+  """h_a: y -> z at 1/64 resolution, its layers computing in the Keras
+  dtype policy `dtype` (None: the global policy)."""
   c = config
   return base.Sequential([
       residual.ResidualBottleneckDown(c.hyper_channels, MAIN_KERNEL,
-                                      name="down"),
+                                      name="down", dtype=dtype),
       _stage(c, c.hyper_channels, c.hyper_head_dim, c.hyper_depth,
-             c.hyper_window_size, name="stage"),
-      base.Conv2D(c.z_channels, HYPER_KERNEL, strides=2, name="to_z"),
-  ], name="h_a")
+             c.hyper_window_size, name="stage", dtype=dtype),
+      base.Conv2D(c.z_channels, HYPER_KERNEL, strides=2, name="to_z",
+                  dtype=dtype),
+  ], name="h_a", dtype=dtype)
 
 
-def hyper_synthesis(config, name):
-  """One of the two h_s branches (official `h_z_s1` scales, `h_z_s2` means)."""
+def hyper_synthesis(config, name, dtype=None):
+  """One of the two h_s branches (official `h_z_s1` scales, `h_z_s2` means),
+  its layers computing in the Keras dtype policy `dtype` (None: the global
+  policy)."""
   c = config
   return base.Sequential([
-      base.ConvTranspose2D(c.hyper_channels, HYPER_KERNEL, 2, name="from_z"),
+      base.ConvTranspose2D(c.hyper_channels, HYPER_KERNEL, 2, name="from_z",
+                           dtype=dtype),
       _stage(c, c.hyper_channels, c.hyper_head_dim, c.hyper_depth,
-             c.hyper_window_size, name="stage"),
+             c.hyper_window_size, name="stage", dtype=dtype),
       residual.ResidualBottleneckUp(c.hyper_channels, c.latent_channels,
-                                    MAIN_KERNEL, name="up"),
-  ], name=name)
+                                    MAIN_KERNEL, name="up", dtype=dtype),
+  ], name=name, dtype=dtype)

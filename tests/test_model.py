@@ -1,4 +1,7 @@
 """Model structure: presets, sizes, parameter counts, official-weight loading."""
+import threading
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -101,6 +104,82 @@ def test_variable_names_follow_the_layer_structure(tiny):
   assert dense
   for layer in dense:
     assert f"/{layer.name}/kernel:0" in layer.kernel.name, layer.kernel.name
+
+
+def _policies(layer):
+  """The names of the dtype policies of `layer` and every Keras layer in it."""
+  return {m.dtype_policy.name for m in [layer, *layer.submodules]
+          if isinstance(m, tf.keras.layers.Layer)}
+
+
+def _check_policies(model, precision):
+  """The transforms compute in `precision`; the model itself, the slices
+  with the dictionary, and the hyperprior are float32."""
+  for transform in (model.g_a, model.g_s, model.h_a, model.h_s_scales,
+                    model.h_s_means):
+    assert _policies(transform) == {precision}, transform.name
+  assert _policies(model.slices) == {"float32"}
+  assert model.dtype_policy.name == "float32"
+  assert model.hyperprior.variables
+  assert all(v.dtype == tf.float32 for v in model.hyperprior.variables)
+
+
+def test_construction_leaves_the_global_policy_alone_even_in_threads():
+  """Layers get their policies explicitly, never through Keras's global
+  one: a thread watching the global policy while two threads construct
+  mixed-precision models sees it unchanged, and each model has its own
+  policies."""
+  global_policy = tf.keras.mixed_precision.global_policy
+  before = global_policy().name
+  seen, models, errors = set(), {}, []
+  done = threading.Event()
+
+  def watch():
+    while not done.is_set():
+      seen.add(global_policy().name)
+      time.sleep(1e-4)
+
+  def build(precision):
+    try:
+      models[precision] = DCAE("tiny", precision=precision)
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(e)
+
+  watcher = threading.Thread(target=watch)
+  builders = [threading.Thread(target=build, args=(p,))
+              for p in ("mixed_bfloat16", "mixed_float16")]
+  watcher.start()
+  for t in builders:
+    t.start()
+  for t in builders:
+    t.join()
+  done.set()
+  watcher.join()
+  if errors:
+    raise errors[0]
+  assert seen == {before}
+  assert global_policy().name == before
+  for precision, model in models.items():
+    _check_policies(model, precision)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_a_mixed_global_policy_reaches_no_layer(precision):
+  """A caller's mixed global policy changes no layer's policy: the slices
+  stay float32 (as do the outputs), the transforms compute in
+  `precision`."""
+  previous = tf.keras.mixed_precision.global_policy()
+  tf.keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    model = DCAE("tiny", precision=precision).build_weights()
+    assert tf.keras.mixed_precision.global_policy().name == "mixed_float16"
+    out = model(tf.random.uniform((1, 32, 32, 3), seed=5),
+                return_intermediates=True)
+  finally:
+    tf.keras.mixed_precision.set_global_policy(previous)
+  _check_policies(model, precision)
+  assert all(v.dtype == tf.float32 for v in model.weights)
+  assert all(v.dtype == tf.float32 for v in out.values())
 
 
 def test_loader_names_bad_keys(tiny):

@@ -3,6 +3,10 @@
 The entropy model's distinctive part: each slice's context queries a learned
 dictionary shared by all slices, so typical structures of natural images
 learned in training can inform the distribution of the current slice.
+
+Each layer constructs its sub-layers in its own Keras dtype policy
+(`dtype`), so the policy given to the outermost one is the whole tree's,
+whatever Keras's global policy is.
 """
 import tensorflow as tf
 
@@ -18,7 +22,8 @@ class SpatialAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
 
   def __init__(self, kernel_size, **kwargs):
     super().__init__(**kwargs)
-    self.conv1 = base.Conv2D(1, kernel_size, use_bias=False, name="conv1")
+    self.conv1 = base.Conv2D(1, kernel_size, use_bias=False, name="conv1",
+                             dtype=self.dtype_policy)
 
   def call(self, x):
     if exact.active():
@@ -39,9 +44,10 @@ class ConvWithDW(base.ReadsWeightsAfterInputs, base.TorchNamed,
 
   def __init__(self, dim, **kwargs):
     super().__init__(**kwargs)
-    self.in_trans = base.Conv2D(dim, 1, name="in_trans")
-    self.dw_conv = base.DepthwiseConv2D(3, name="dw_conv")
-    self.out_trans = base.Conv2D(dim, 1, name="out_trans")
+    policy = self.dtype_policy
+    self.in_trans = base.Conv2D(dim, 1, name="in_trans", dtype=policy)
+    self.dw_conv = base.DepthwiseConv2D(3, name="dw_conv", dtype=policy)
+    self.out_trans = base.Conv2D(dim, 1, name="out_trans", dtype=policy)
 
   def call(self, x):
     x = base.gelu(self.in_trans(x))
@@ -62,9 +68,10 @@ class DenseBlock(base.ReadsWeightsAfterInputs, base.TorchNamed,
   def __init__(self, dim, num_layers, **kwargs):
     super().__init__(**kwargs)
     # Official: `nn.Sequential(nn.GELU(), ConvWithDW)`, so the conv is `.1`.
-    self.convs = [ConvWithDW(dim, name=f"conv_layers_{i}")
+    policy = self.dtype_policy
+    self.convs = [ConvWithDW(dim, name=f"conv_layers_{i}", dtype=policy)
                   for i in range(num_layers)]
-    self.proj = base.Conv2D(dim, 1, name="proj")
+    self.proj = base.Conv2D(dim, 1, name="proj", dtype=policy)
 
   def call(self, x):
     outputs = [x]
@@ -83,9 +90,11 @@ class MultiScaleAggregation(base.ReadsWeightsAfterInputs, base.TorchNamed,
 
   def __init__(self, dim, dense_layers, kernel_size, **kwargs):
     super().__init__(**kwargs)
-    self.s = base.Conv2D(dim, 1, name="s")
-    self.dense = DenseBlock(dim, dense_layers, name="dense")
-    self.spatial_atte = SpatialAttention(kernel_size, name="spatial_atte")
+    policy = self.dtype_policy
+    self.s = base.Conv2D(dim, 1, name="s", dtype=policy)
+    self.dense = DenseBlock(dim, dense_layers, name="dense", dtype=policy)
+    self.spatial_atte = SpatialAttention(kernel_size, name="spatial_atte",
+                                         dtype=policy)
 
   def call(self, x):
     s = self.dense(self.s(x))
@@ -109,21 +118,25 @@ class DictionaryCrossAttention(base.ReadsWeightsAfterInputs, base.TorchNamed,
     self.heads = c.dict_heads
     self.head_dim = c.dict_head_dim
     eps = c.layernorm_epsilon
-    self.x_trans = base.dense(dim, name="x_trans")
-    self.ln_scale = base.layer_norm(eps, name="ln_scale")
+    policy = self.dtype_policy
+    self.x_trans = base.dense(dim, name="x_trans", dtype=policy)
+    self.ln_scale = base.layer_norm(eps, name="ln_scale", dtype=policy)
     self.msa = MultiScaleAggregation(dim, c.dict_dense_layers,
-                                     c.spatial_attention_kernel, name="msa")
-    self.lnx = base.layer_norm(eps, name="lnx")
-    self.q_trans = base.dense(dim, name="q_trans")
-    self.dict_ln = base.layer_norm(eps, name="dict_ln")
-    self.k = base.dense(dim, name="k")
-    self.linear = base.dense(dim, name="linear")
-    self.ln_mlp = base.layer_norm(eps, name="ln_mlp")
-    self.mlp = mlp.ConvGLU(dim, c.dict_mlp_ratio * dim, name="mlp")
-    self.output_trans = base.dense(out_channels, name="output_trans")
-    self.res_scale_1 = base.Scale(name="res_scale_1")
-    self.res_scale_2 = base.Scale(name="res_scale_2")
-    self.res_scale_3 = base.Scale(name="res_scale_3")
+                                     c.spatial_attention_kernel, name="msa",
+                                     dtype=policy)
+    self.lnx = base.layer_norm(eps, name="lnx", dtype=policy)
+    self.q_trans = base.dense(dim, name="q_trans", dtype=policy)
+    self.dict_ln = base.layer_norm(eps, name="dict_ln", dtype=policy)
+    self.k = base.dense(dim, name="k", dtype=policy)
+    self.linear = base.dense(dim, name="linear", dtype=policy)
+    self.ln_mlp = base.layer_norm(eps, name="ln_mlp", dtype=policy)
+    self.mlp = mlp.ConvGLU(dim, c.dict_mlp_ratio * dim, name="mlp",
+                           dtype=policy)
+    self.output_trans = base.dense(out_channels, name="output_trans",
+                                   dtype=policy)
+    self.res_scale_1 = base.Scale(name="res_scale_1", dtype=policy)
+    self.res_scale_2 = base.Scale(name="res_scale_2", dtype=policy)
+    self.res_scale_3 = base.Scale(name="res_scale_3", dtype=policy)
 
   def build(self, input_shape):
     self.scale = self.add_weight("scale", (self.heads, 1, 1),
