@@ -192,7 +192,7 @@ def test_decoder_with_shifted_table_indexes_is_refused(codec, monkeypatch):
 def test_payload_damage_behind_a_valid_checksum_is_refused(codec):
   """The checksum is no MAC: a forged payload passes it. Flipping a bit
   of the digest or of the rANS stream, then re-sealing, is still refused."""
-  from tests.test_bitstream import reseal  # pylint: disable=import-outside-toplevel
+  from tests.bitstream_cases import reseal  # pylint: disable=import-outside-toplevel
   data = codec.compress(smooth_image(40, 40, seed=7)).numpy()
   # The digest; the stream's first word and its last byte (bypass bits).
   for pos in (len(data) - 1, container.HEADER_SIZE,
@@ -226,7 +226,7 @@ def test_fuzzed_bitstreams_through_the_real_decoder(codec, tmp_path):
   header declares; everything else must be refused with
   InvalidArgumentError, within the time limit.
   """
-  from tests.test_bitstream import fuzz  # pylint: disable=import-outside-toplevel
+  from tests.bitstream_cases import fuzz  # pylint: disable=import-outside-toplevel
   seed = fuzz.fuzz_seed()
   rng = np.random.default_rng(seed)
   images = [smooth_image(int(rng.integers(1, 80)), int(rng.integers(1, 80)),

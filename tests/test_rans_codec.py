@@ -19,7 +19,7 @@ from dcae_tf.codec import digest
 from dcae_tf.codec import errors
 from dcae_tf.model import DCAE
 from tests.images import smooth_image
-from tests.test_bitstream import reseal
+from tests.bitstream_cases import reseal
 
 IMAGE_SIZE = (24, 40)
 # Positions of single-byte flips: the payload's first and last bytes, the
