@@ -17,9 +17,9 @@ followed by the digest of the coded symbols, so payload damage behind a
 re-sealed checksum must be refused (by a check of the rANS decoder or by the
 digest) or decode to the original image; only a re-sealed header rewrite
 may decode to another image (of the size the header declares). Any other
-outcome than a clean error is counted as a failure. `tests/
-test_bitstream.py` imports `Mutator` from here (so the mutation corpus is
-shared); both honour DCAE_FUZZ_SEED.
+outcome than a clean error is counted as a failure. The tests load this
+file (`tests/bitstream_cases.py`) and use its `Mutator` (so the mutation
+corpus is shared); both honour DCAE_FUZZ_SEED.
 """
 import argparse
 import collections
