@@ -1,27 +1,29 @@
 """Real compression: images to bitstreams and back, entirely in-graph.
 
-`DCAECodec` wraps a trained `DCAE` with TFC entropy models whose range-coding
-tables are built once, at construction (and saved with a SavedModel), and
-exposes `compress` / `decompress` as `tf.function`s with fixed signatures, so
-the same functions serve in-process use, export and TF Serving.
+`DCAECodec` wraps a trained `DCAE` with coding tables built once, at
+construction, in exact arithmetic (`codec.exact_tables`: the same integers
+on every machine, stored with a SavedModel), and exposes `compress` /
+`decompress` as `tf.function`s with fixed signatures, so the same functions
+serve in-process use, export and TF Serving.
 
-Encoder and decoder run the same slice loop (`SliceEntropyModel.run`); the
-decoder's quantised latents are the encoder's bit for bit because both sides
-compute every mean and scale from identical inputs with identical graphs.
-The symbols are coded by `dcae_tf.rans`, an entropy coder made of stock
-TensorFlow ops, with the quantised tables of TFC's entropy models: the
-graphs of `compress` and `decompress` (and so the SavedModels) hold no
-custom op, and stock TensorFlow Serving, `saved_model_cli` or any TF 2.14
-runtime runs them. TFC remains the source of the priors, the rate estimates
-and the tables, which are built once here, at construction.
+Encoder and decoder run the same slice loop (`codec.slice_coding`); the
+decoder's quantised latents are the encoder's bit for bit because every
+mean, scale index and latent that picks a table is computed in exact
+arithmetic (`layers.exact`, `numerics.EXACT`): integers that no kernel,
+thread count or CPU can change. g_a and g_s stay float: they decide
+quality, not whether a file opens. The symbols are coded by `dcae_tf.rans`,
+an entropy coder made of stock TensorFlow ops: the graphs of `compress` and
+`decompress` (and so the SavedModels) hold no custom op, and stock
+TensorFlow Serving, `saved_model_cli` or any TF 2.14 runtime runs them. TFC
+remains the source of the priors and the rate estimates.
 
 The payload is one rANS stream (z, then the y slices in order; the decoder
 resumes it slice after slice, since each slice's tables depend on the ones
 before) followed by a digest of the coded symbols (`digest.symbols_digest`):
-a decoder that computes other scales (another runtime whose arithmetic
-differs enough to move a scale index) or reads a payload damaged behind a
-valid checksum gets other symbols back and fails with a clear error before
-it synthesises an image, instead of returning a wrong one.
+a decoder that computes other scales (a codec of other numerics) or reads
+a payload damaged behind a valid checksum gets other symbols back and
+fails with a clear error before it synthesises an image, instead of
+returning a wrong one.
 """
 import functools
 
