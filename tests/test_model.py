@@ -1,6 +1,5 @@
 """Model structure: presets, sizes, parameter counts, official-weight loading."""
-import threading
-import time
+import functools
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ from dcae_tf import config as config_lib
 from dcae_tf import convert
 from dcae_tf.model import DCAE
 from tests import reference
+from tests import watched_threads
 
 
 @pytest.fixture(scope="module")
@@ -131,32 +131,11 @@ def test_construction_leaves_the_global_policy_alone_even_in_threads():
   policies."""
   global_policy = tf.keras.mixed_precision.global_policy
   before = global_policy().name
-  seen, models, errors = set(), {}, []
-  done = threading.Event()
-
-  def watch():
-    while not done.is_set():
-      seen.add(global_policy().name)
-      time.sleep(1e-4)
-
-  def build(precision):
-    try:
-      models[precision] = DCAE("tiny", precision=precision)
-    except Exception as e:  # pylint: disable=broad-except
-      errors.append(e)
-
-  watcher = threading.Thread(target=watch)
-  builders = [threading.Thread(target=build, args=(p,))
-              for p in ("mixed_bfloat16", "mixed_float16")]
-  watcher.start()
-  for t in builders:
-    t.start()
-  for t in builders:
-    t.join()
-  done.set()
-  watcher.join()
-  if errors:
-    raise errors[0]
+  precisions = ("mixed_bfloat16", "mixed_float16")
+  built, seen = watched_threads.run_watched(
+      [functools.partial(DCAE, "tiny", precision=p) for p in precisions],
+      lambda: global_policy().name)
+  models = dict(zip(precisions, built))
   assert seen == {before}
   assert global_policy().name == before
   for precision, model in models.items():

@@ -2,8 +2,6 @@
 everything that decides the entropy parameters in float32."""
 import contextlib
 import math
-import threading
-import time
 import types
 
 import numpy as np
@@ -18,6 +16,7 @@ from dcae_tf.codec import transform_dtype
 from dcae_tf.codec import weights
 from dcae_tf.model import DCAE
 from dcae_tf.model import pad_to_multiple
+from tests import watched_threads
 
 # The bfloat16 codec's pixels against the float32 codec's for the same
 # latents: the PSNR between the two decodes. The tiny model's random g_s is
@@ -188,34 +187,9 @@ def _views_in_threads(model, threads):
   """The bfloat16 views of `model` built by `threads` threads at once, and
   every global Keras policy and AutoCastVariable factory a watching thread
   saw meanwhile."""
-  seen, views, errors = set(), [None] * threads, []
-  done = threading.Event()
-
-  def watch():
-    while not done.is_set():
-      seen.add(_process_wide_state())
-      time.sleep(1e-4)
-
-  def build(i):
-    try:
-      views[i] = transform_dtype.transform_views(model,
-                                                 metadata_lib.BFLOAT16)
-    except Exception as e:  # pylint: disable=broad-except
-      errors.append(e)
-
-  watcher = threading.Thread(target=watch)
-  builders = [threading.Thread(target=build, args=(i,))
-              for i in range(threads)]
-  watcher.start()
-  for t in builders:
-    t.start()
-  for t in builders:
-    t.join()
-  done.set()
-  watcher.join()
-  if errors:
-    raise errors[0]
-  return views, seen
+  return watched_threads.run_watched(
+      [lambda: transform_dtype.transform_views(model, metadata_lib.BFLOAT16)]
+      * threads, _process_wide_state)
 
 
 def test_views_change_nothing_process_wide_and_build_in_threads(codecs):
