@@ -1,27 +1,37 @@
-"""One side of the cross-machine matrix (tests/test_cross_machine.py).
+"""One setting of the cross-machine matrix (tests/test_cross_machine.py).
 
 Run in a fresh process under one CPU-kernel setting (the environment the
 test sets), as another computer would run it:
 
-  python tests/cross_machine_worker.py encode SPEC OUT_DIR
-  python tests/cross_machine_worker.py decode SPEC OUT_JSON IN_DIR...
+  python tests/cross_machine_worker.py SPEC ROOT SETTING OTHER...
 
 SPEC (JSON) names the codecs ({"name": {"export": path}} or {"name":
 {"tiny_seed": int}}, an in-process `DCAECodec` of a seeded tiny model) and
-an .npz of uint8 images. `encode` writes, per codec and image, the
-bitstream (and, for in-process codecs, the encoder's reconstruction and
-the digest of its quantised latents). `decode` decodes every bitstream of
-the given directories and writes, per file, whether it opened, the first
-line of the error otherwise, the largest pixel difference from the
-encoder's reconstruction and whether the latents' digests agree (where
-known), and the decoded images (an .npz beside OUT_JSON).
+an .npz of uint8 images. The worker loads its codecs once and
+
+1. encodes: per codec and image, the bitstream (and, for in-process
+   codecs, the encoder's reconstruction and the digest of its quantised
+   latents) under ROOT/SETTING, then marks ROOT/SETTING.encoded;
+2. waits for every OTHER setting's mark (one process per setting does both
+   directions, so each graph is optimised once per setting);
+3. decodes every other setting's bitstreams and writes, per file, whether
+   it opened, the first line of the error otherwise, the largest pixel
+   difference from the encoder's reconstruction and whether the latents'
+   digests agree (where known) to ROOT/SETTING.json, and the decoded
+   images to ROOT/SETTING.npz.
 """
 import hashlib
 import json
 import os
 import sys
+import time
 
 import numpy as np
+
+ENCODED_MARK = ".encoded"
+POLL_SECONDS = 0.5
+# The other settings encode concurrently; beyond this one of them failed.
+WAIT_SECONDS = 1800
 
 
 def _codecs(spec):
@@ -50,11 +60,11 @@ def _images(spec):
     return {k: f[k] for k in sorted(f.files)}
 
 
-def encode(spec, out_dir):
+def encode(codecs, images, out_dir):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  for name, codec in _codecs(spec).items():
+  for name, codec in codecs.items():
     os.makedirs(os.path.join(out_dir, name), exist_ok=True)
-    for key, image in _images(spec).items():
+    for key, image in images.items():
       extra = {}
       if hasattr(codec, "compress_with_reconstruction"):
         data, y_hat, recon = codec.compress_with_reconstruction(
@@ -68,14 +78,26 @@ def encode(spec, out_dir):
       with open(path + ".dcae", "wb") as f:
         f.write(data)
       np.savez(path + ".npz", **extra)
+  with open(out_dir + ENCODED_MARK, "w") as f:
+    f.write("done\n")
 
 
-def decode(spec, out_json, in_dirs):
+def wait_for(in_dirs):
+  deadline = time.monotonic() + WAIT_SECONDS
+  waiting = list(in_dirs)
+  while waiting:
+    if time.monotonic() > deadline:
+      raise SystemExit(f"no bitstreams from {waiting} after {WAIT_SECONDS} s")
+    waiting = [d for d in waiting if not os.path.exists(d + ENCODED_MARK)]
+    time.sleep(POLL_SECONDS if waiting else 0)
+
+
+def decode(codecs, images, out_json, in_dirs):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  results, images = [], {}
-  for name, codec in _codecs(spec).items():
+  results, decoded = [], {}
+  for name, codec in codecs.items():
     for in_dir in in_dirs:
-      for key in _images(spec):
+      for key in images:
         path = os.path.join(in_dir, name, key)
         with open(path + ".dcae", "rb") as f:
           data = f.read()
@@ -91,7 +113,7 @@ def decode(spec, out_json, in_dirs):
           else:
             image = codec.decompress(data)
           row["opened"] = True
-          images[f"{name}/{os.path.basename(in_dir)}/{key}"] = image
+          decoded[f"{name}/{os.path.basename(in_dir)}/{key}"] = image
           if "reconstruction" in expected:
             row["max_pixel_difference"] = int(np.max(np.abs(
                 image.astype(np.int32) -
@@ -101,19 +123,18 @@ def decode(spec, out_json, in_dirs):
         results.append(row)
   with open(out_json, "w") as f:
     json.dump(results, f, indent=1)
-  np.savez(os.path.splitext(out_json)[0] + ".npz", **images)
+  np.savez(os.path.splitext(out_json)[0] + ".npz", **decoded)
 
 
 def main(argv):
-  command, spec_path = argv[1], argv[2]
+  spec_path, root, setting, others = argv[1], argv[2], argv[3], argv[4:]
   with open(spec_path) as f:
     spec = json.load(f)
-  if command == "encode":
-    encode(spec, argv[3])
-  elif command == "decode":
-    decode(spec, argv[3], argv[4:])
-  else:
-    raise SystemExit(f"unknown command {command!r}")
+  codecs, images = _codecs(spec), _images(spec)
+  encode(codecs, images, os.path.join(root, setting))
+  in_dirs = [os.path.join(root, o) for o in others]
+  wait_for(in_dirs)
+  decode(codecs, images, os.path.join(root, f"{setting}.json"), in_dirs)
 
 
 if __name__ == "__main__":

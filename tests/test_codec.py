@@ -86,10 +86,11 @@ def test_warm_up_traces_only_what_it_is_asked_to():
   codec.warm_up()
   assert codec.compress.experimental_get_tracing_count() == 1
   assert codec.decompress.experimental_get_tracing_count() == 1
+  # Real images of other sizes reuse the warmed-up graphs.
   image = smooth_image(30, 20, seed=9)
-  data, _, recon = codec.compress_with_reconstruction(image)
-  np.testing.assert_array_equal(codec.decompress(data).numpy(),
-                                recon.numpy())
+  assert codec.decompress(codec.compress(image)).shape == image.shape
+  assert codec.compress.experimental_get_tracing_count() == 1
+  assert codec.decompress.experimental_get_tracing_count() == 1
   with pytest.raises(ValueError, match="cannot warm up"):
     codec.warm_up(["estimated_bits"])
 
@@ -109,7 +110,12 @@ def test_header_is_self_describing(codec):
 def test_other_model_is_refused_by_fingerprint(codec):
   other = DCAECodec(DCAE("tiny").build_weights(), name="other-model")
   assert other.fingerprint != codec.fingerprint
-  data = other.compress(smooth_image(16, 16))
+  # This codec's bitstream under the other model's name, re-sealed (the
+  # header is checked before anything else is read: another model's own
+  # bitstream is refused at the same place, and tracing it costs ~20 s).
+  from tests.bitstream_cases import rewrite  # pylint: disable=import-outside-toplevel
+  data = rewrite(codec.compress(smooth_image(16, 16)).numpy(), "fingerprint",
+                 container.fingerprint_bytes(other.fingerprint))
   with pytest.raises(tf.errors.InvalidArgumentError) as info:
     codec.decompress(data)
   assert errors.error_message(info.value) == (
@@ -140,22 +146,28 @@ def test_corrupted_payload_is_reported(codec):
     codec.decompress(bytes(data))
 
 
-def test_decoder_with_other_scales_is_refused_not_wrong():
+def test_decoder_with_other_scales_is_refused_not_wrong(codec):
   """A decoder whose arithmetic gives other scales (here: slightly changed
   scale-network weights under the same fingerprint, as another CPU or TF
   build could) decodes other symbols: the stored digest of the coded
   symbols (or, first, the rANS decoder's own checks) turns that into one
-  clear error, never a wrong image."""
-  tf.random.set_seed(1)
-  codec = DCAECodec(DCAE("tiny").build_weights(), name="test-tiny")
+  clear error, never a wrong image. (The module's codec, its weights put
+  back after: its graphs read the variables.)"""
   data = codec.compress(smooth_image(48, 64, seed=2)).numpy()
   codec.decompress(data)  # decodes before the change
-  for v in codec.model.slices.scale_nets[0].trainable_variables:
-    v.assign(v * 1.2 + 0.05)
-  with pytest.raises(tf.errors.InvalidArgumentError) as info:
-    codec.decompress(data)
+  variables = codec.model.slices.scale_nets[0].trainable_variables
+  saved = [v.numpy() for v in variables]
+  try:
+    for v in variables:
+      v.assign(v * 1.2 + 0.05)
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+      codec.decompress(data)
+  finally:
+    for v, value in zip(variables, saved):
+      v.assign(value)
   assert errors.error_message(info.value).startswith(
       errors.LATENTS_MISMATCH)
+  codec.decompress(data)
 
 
 def test_decoder_with_shifted_table_indexes_is_refused(codec, monkeypatch):

@@ -285,7 +285,10 @@ def _bitstream_from_npy(path):
   return array.item() if array.dtype == object else array.tobytes()
 
 
+# The tool on the tiny export; the shipped export's graphs go through the
+# same TF1 session loader in test_session_loader_round_trip.
 @pytest.mark.slow
+@pytest.mark.parametrize("export_case", [TINY], indirect=True)
 def test_saved_model_cli_round_trip(export_case, blocked_env, expected,
                                     request, tmp_path):
   np.save(tmp_path / "image.npy", _image())
