@@ -56,7 +56,6 @@ sys.exit(pytest.main(["-q", "-rfEs", "-p", "no:cacheprovider",
 """
 # Every test that builds a real DCAECodec for export or serving.
 REAL_CODEC_TESTS = (
-    "tests/test_export.py::test_real_codec_export_loads_in_fresh_process",
     "tests/test_export.py::test_float16_weight_export_is_half_size_and_exact",
     "tests/test_serving.py::test_ready_line_names_model_and_version[tiny]",
     "tests/test_eval_integration.py::test_evaluate_real_codec",
@@ -140,29 +139,12 @@ def test_loads_in_fresh_process_without_dcae_tf(base, tmp_path):
                     tmp_path)
 
 
-@pytest.mark.slow
-def test_real_codec_export_loads_in_fresh_process(tmp_path):
-  """The tiny DCAE's export runs with TF + TFC only, bit-identically.
-
-  Compared with the in-process codec (whose traces the export reuses), not
-  with a second in-process load: loading a DCAE SavedModel is the slow part.
-  """
-  codec = serving_fakes.make_codec("tiny")
-  image = serving_fakes.make_image(19, 35, seed=5)
-  bitstream = codec.compress(tf.constant(image)).numpy()
-  decoded = codec.decompress(tf.constant(bitstream)).numpy()
-  version_dir = export.save_versioned(codec, str(tmp_path / "tiny"))
-  assert os.listdir(tmp_path / "tiny") == ["1"]
-  with open(os.path.join(version_dir, export.METADATA_FILENAME)) as f:
-    metadata = json.load(f)
-  assert metadata["fingerprint"] == codec.metadata["fingerprint"]
-  _check_fresh_load(version_dir, image, bitstream, decoded, metadata,
-                    tmp_path)
-  # The warm-up requests are a compress of the warm-up image and a
-  # decompress of a bitstream of it: this model decodes it to the
-  # encoder-side reconstruction of the warm-up image. (Not compared byte
-  # for byte with a second in-process compress: before the entropy
-  # parameters were exact, those differed once in a full test-suite run.)
+def _check_warmup_requests(codec, version_dir):
+  """The warm-up requests are a compress of the warm-up image and a
+  decompress of a bitstream of it: `codec` decodes it to the encoder-side
+  reconstruction of the warm-up image. (Not compared byte for byte with a
+  second in-process compress: before the entropy parameters were exact,
+  those differed once in a full test-suite run.)"""
   (_, compress_inputs), (_, decompress_inputs) = export.read_warmup(
       version_dir)
   warmup = export.warmup_image()
@@ -185,14 +167,20 @@ def _check_decodes_to(codec, bitstream, expected):
 
 @pytest.mark.slow
 def test_float16_weight_export_is_half_size_and_exact(tmp_path):
-  """Weights stored as float16: about half the bytes, still bit-exact
-  (TF + TFC only), and a distinct model: a float32 export's bitstreams are
-  refused."""
+  """The tiny DCAE's export with weights stored as float16 (as the shipped
+  models are): about half the bytes, bit-exact with TF + TFC only in a
+  fresh process (compared with the in-process codec, whose traces the
+  export reuses: loading a DCAE SavedModel is the slow part), warm-up
+  requests that decode to the warm-up image's reconstruction, and a
+  distinct model: a float32 export's bitstreams are refused. (Float32
+  exports run in fresh processes in tests/test_stock_tensorflow.py.)"""
   # pylint: disable=import-outside-toplevel
   from dcae_tf.codec import DCAECodec
+  from dcae_tf.codec import container
   from dcae_tf.model import DCAE
   from dcae_tf.codec import metadata as metadata_lib
   from dcae_tf.codec import weights
+  from tests.bitstream_cases import rewrite
   model = DCAE("tiny").build_weights()
   full = DCAECodec(model, name="tiny")
   half = DCAECodec(weights.with_weight_dtype(model, metadata_lib.FLOAT16),
@@ -222,12 +210,13 @@ def test_float16_weight_export_is_half_size_and_exact(tmp_path):
   assert stored - table_bytes < 0.6 * float32_bytes
   with open(os.path.join(version_dir, export.METADATA_FILENAME)) as f:
     metadata = json.load(f)
+  assert os.listdir(tmp_path / "half") == ["1"]
+  assert metadata["fingerprint"] == half.metadata["fingerprint"]
   _check_fresh_load(version_dir, image, bitstream, decoded, metadata,
                     tmp_path)
+  _check_warmup_requests(half, version_dir)
   # A bitstream of the float32 weights (its header names their
   # fingerprint; the decoder reads nothing before it) is refused.
-  from tests.bitstream_cases import rewrite  # pylint: disable=import-outside-toplevel
-  from dcae_tf.codec import container  # pylint: disable=import-outside-toplevel
   with pytest.raises(tf.errors.InvalidArgumentError, match="fingerprint"):
     half.decompress(rewrite(bitstream, "fingerprint",
                             container.fingerprint_bytes(full.fingerprint)))
