@@ -196,3 +196,39 @@ def test_cold_start_bench_bad_baseline_is_one_line(flags, message):
   last = proc.stderr.strip().splitlines()[-1]
   assert last == "cold_start: error: " + message
   assert "Traceback" not in proc.stderr
+
+
+PIECES = os.path.join(os.path.dirname(BENCH), "exact_pieces.py")
+
+
+def _pieces(*flags):
+  return subprocess.run([sys.executable, PIECES, *flags], capture_output=True,
+                        text=True, check=False, timeout=600)
+
+
+@pytest.mark.slow
+def test_exact_pieces_bench_times_every_piece_both_ways(tmp_path):
+  from dcae_tf import config  # pylint: disable=import-outside-toplevel
+  out = tmp_path / "pieces.json"
+  proc = _pieces("--preset", "tiny", "--height", "64", "--width", "64",
+                 "--repeats", "1", "--output", str(out))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  report = json.loads(out.read_text())
+  assert [r["piece"] for r in report["pieces"]] == ["h_s"] + [
+      f"slice {i} {piece}"
+      for i in range(config.get_config("tiny").num_slices)
+      for piece in ("cross-attention", "mean + scale", "LRP")]
+  for numerics in ("exact", "float"):
+    seconds = [r[numerics] for r in report["pieces"]]
+    assert all(s > 0 for s in seconds)
+    assert report["total"][numerics] == pytest.approx(sum(seconds))
+  assert "entropy parameters" in proc.stdout.splitlines()[-1]
+
+
+def test_exact_pieces_bench_bad_input_is_one_line():
+  for flags, message in ((["--preset", "huge"], "unknown preset 'huge'"),
+                         (["--repeats", "0"], "must be at least 1")):
+    proc = _pieces(*flags)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert message in proc.stderr

@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -53,55 +52,9 @@ BLOCKED = "tensorflow_compression is blocked: stock TensorFlow only"
 TFC_PACKAGE = "tensorflow_compression"
 ERROR_CHARS = 500
 
-# Loads an export as TF Serving does (TF1 session loader, signature defs'
-# tensor names), TensorFlow only: no dcae_tf, no tensorflow_compression.
-SESSION_SCRIPT = textwrap.dedent("""
-    import json, os, sys
-    version_dir, image_path, out_dir = sys.argv[1:]
-    result = {}
-    try:
-      import tensorflow_compression
-      result["tfc_import_error"] = None
-    except ImportError as e:
-      result["tfc_import_error"] = str(e)
-    import numpy as np
-    import tensorflow as tf
-    from tensorflow.core.protobuf import saved_model_pb2
-    from tensorflow.python.framework import op_def_registry
-
-    with open(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
-      saved = saved_model_pb2.SavedModel.FromString(f.read())
-    ops, functions = set(), set()
-    for meta_graph in saved.meta_graphs:
-      graph = meta_graph.graph_def
-      ops.update(node.op for node in graph.node)
-      for function in graph.library.function:
-        functions.add(function.signature.name)
-        ops.update(node.op for node in function.node_def)
-    ops -= functions  # Calls of library functions, not op types.
-    result["num_ops"] = len(ops)
-    result["missing"] = sorted(o for o in ops if op_def_registry.get(o) is None)
-
-    try:
-      with tf.compat.v1.Session(graph=tf.Graph()) as sess:
-        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"],
-                                                    version_dir)
-        compress = meta.signature_def["compress"]
-        decompress = meta.signature_def["decompress"]
-        data = sess.run(compress.outputs["bitstream_bytes"].name,
-                        {compress.inputs["image"].name: np.load(image_path)})
-        decoded = sess.run(decompress.outputs["image"].name,
-                           {decompress.inputs["bitstream"].name: data})
-      with open(os.path.join(out_dir, "bitstream"), "wb") as f:
-        f.write(data)
-      np.save(os.path.join(out_dir, "decoded.npy"), decoded)
-      result["session_error"] = None
-    except Exception as e:  # Reported, compared by the test.
-      result["session_error"] = f"{type(e).__name__}: {e}"
-    result["tfc_imported"] = "tensorflow_compression" in sys.modules
-    with open(os.path.join(out_dir, "result.json"), "w") as f:
-      json.dump(result, f)
-""")
+# Loads an export as TF Serving does, TensorFlow only (a script run in a
+# process whose Python cannot import tensorflow_compression).
+SESSION_LOADER = os.path.join(ROOT, "tests", "stock_session_loader.py")
 
 
 def _shipped_version_dirs():
@@ -224,11 +177,11 @@ def _check_equal(expected, data, decoded):
 
 @pytest.fixture(name="session_run", scope="module")
 def fixture_session_run(export_case, blocked_env, tmp_path_factory):
-  """SESSION_SCRIPT's result dict and output dir, once per export."""
+  """SESSION_LOADER's result dict and output dir, once per export."""
   out = tmp_path_factory.mktemp("session")
   np.save(out / "image.npy", _image())
   proc = subprocess.run(
-      [sys.executable, "-c", SESSION_SCRIPT, export_case[1],
+      [sys.executable, SESSION_LOADER, export_case[1],
        str(out / "image.npy"), str(out)],
       env=blocked_env, capture_output=True, text=True, check=False,
       timeout=SUBPROCESS_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
