@@ -84,12 +84,13 @@ def encode(codecs, images, out_dir):
 
 def wait_for(in_dirs):
   deadline = time.monotonic() + WAIT_SECONDS
-  waiting = list(in_dirs)
-  while waiting:
+  while True:
+    waiting = [d for d in in_dirs if not os.path.exists(d + ENCODED_MARK)]
+    if not waiting:
+      return
     if time.monotonic() > deadline:
       raise SystemExit(f"no bitstreams from {waiting} after {WAIT_SECONDS} s")
-    waiting = [d for d in waiting if not os.path.exists(d + ENCODED_MARK)]
-    time.sleep(POLL_SECONDS if waiting else 0)
+    time.sleep(POLL_SECONDS)
 
 
 def decode(codecs, images, out_json, in_dirs):

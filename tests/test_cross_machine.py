@@ -84,14 +84,14 @@ def _run_all(spec_path, root):
   workers = {s: _start(s, spec_path, root) for s in SETTINGS}
   deadline = time.monotonic() + MATRIX_TIMEOUT_S
   try:
-    while any(w.poll() is None for w in workers.values()):
-      failed = [s for s, w in workers.items() if w.poll()]
+    while True:
+      codes = {s: w.poll() for s, w in workers.items()}
+      failed = [s for s, code in codes.items() if code]
       assert not failed and time.monotonic() < deadline, (
           failed, [(root / f"{s}.log").read_text()[-3000:] for s in failed])
+      if None not in codes.values():
+        return
       time.sleep(POLL_SECONDS)
-    failed = [s for s, w in workers.items() if w.returncode]
-    assert not failed, [(root / f"{s}.log").read_text()[-3000:]
-                        for s in failed]
   finally:
     for w in workers.values():
       if w.poll() is None:
