@@ -1,11 +1,13 @@
-"""docs/architecture.md says what tests/test_layers.py enforces.
+"""The docs say what the code does.
 
-Its table names, per layer, the modules of that layer; here every module of
-dcae_tf must be named in the row of the layer `LAYERS` gives it, no row may
-name a module that does not exist, the rows must be `LAYERS`' layers in
-order, and "The package is N layers." must count them. `dcae_tf.export`,
-the export runtime's public entry point, must list in `__all__` exactly the
-names it imports.
+docs/architecture.md says what tests/test_layers.py enforces: its table
+names, per layer, the modules of that layer; every module of dcae_tf must
+be named in the row of the layer `LAYERS` gives it, no row may name a
+module that does not exist, the rows must be `LAYERS`' layers in order, and
+"The package is N layers." must count them. `dcae_tf.export`, the export
+runtime's public entry point, must list in `__all__` exactly the names it
+imports. A path `saved_models/<model>/<version>` in the README or docs/
+must name a version a shipped model has (re-exports replace them).
 """
 import ast
 import os
@@ -147,3 +149,37 @@ def test_export_facade_lists_every_name_it_imports():
                 and [t.id for t in node.targets] == ["__all__"])
   assert len(listed) == len(set(listed)), "a name is listed twice"
   assert sorted(listed) == sorted(imported)
+
+
+# "saved_models/<model>/<version>" in a document: a version directory.
+VERSION_PATH = re.compile(r"saved_models/([\w.-]+)/(\d+)\b")
+
+
+def stale_version_paths(texts, models_dir):
+  """Paths of `texts` ({document: text}) naming a version of a shipped
+  model (a directory of `models_dir`) that is not there: re-exports replace
+  versions, and a command copied from the docs must find its export."""
+  out = []
+  for document, text in sorted(texts.items()):
+    for model, version in VERSION_PATH.findall(text):
+      if (os.path.isdir(os.path.join(models_dir, model)) and
+          not os.path.isdir(os.path.join(models_dir, model, version))):
+        out.append(f"{document}: saved_models/{model}/{version}")
+  return out
+
+
+def test_docs_name_versions_the_shipped_models_have():
+  documents = ["README.md"] + [
+      os.path.join("docs", name)
+      for name in sorted(os.listdir(os.path.join(ROOT, "docs")))
+      if name.endswith(".md")]
+  texts = {d: _read(os.path.join(ROOT, d)) for d in documents}
+  models_dir = os.path.join(ROOT, "saved_models")
+  assert stale_version_paths(texts, models_dir) == []
+  # The check itself: a removed version of a shipped model is reported, a
+  # new export's example path (no such model directory) is not.
+  shipped = sorted(n for n in os.listdir(models_dir)
+                   if os.path.isdir(os.path.join(models_dir, n)))[0]
+  assert stale_version_paths(
+      {"x.md": f"saved_models/{shipped}/999 saved_models/dcae-new/1"},
+      models_dir) == [f"x.md: saved_models/{shipped}/999"]
