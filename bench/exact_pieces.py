@@ -68,10 +68,10 @@ def _inputs(model, height, width):
   out = [(z,)]
   previous = []
   for i in range(c.num_slices):
-    support_slices = previous[:c.max_support_slices]
-    support, _ = model.slices.context(i, scales, means, support_slices)
+    # `context` reads at most max_support_slices of them.
+    support, _ = model.slices.context(i, scales, means, previous)
     y = tf.round(normal(yh, yw, c.slice_channels) * 4.)
-    out += [(scales, means, *support_slices), (support,), (support, y)]
+    out += [(scales, means, *previous), (support,), (support, y)]
     previous.append(y)
   return out
 
